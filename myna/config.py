@@ -1,0 +1,279 @@
+"""YAML recipes with NeMo-style dotted overrides, validated against myna's schema.
+
+A recipe is a YAML file shaped like NeMo's (``model.train_ds``, ``model.encoder``, ``trainer``,
+``exp_manager``). It is merged onto :data:`DEFAULTS`; a key that the defaults do not know is an
+error naming the key, except inside the free-form sections (``model.encoder`` and friends), whose
+keys are checked by the module that consumes them.
+
+Overrides follow Hydra's grammar as NeMo users type it:
+
+>>> cfg = load_config("conf/contextnet_rnnt_dummy.yaml",
+...                   ["model.train_ds.batch_size=8", "++trainer.max_steps=100"])
+
+- ``key=value`` sets an existing key (unknown key: error),
+- ``+key=value`` adds a key that must not exist yet,
+- ``++key=value`` adds or sets,
+- ``~key`` deletes a key.
+
+Values are parsed as YAML (``8`` is an int, ``[1,2]`` a list, ``null`` is None).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+__all__ = ["ConfigError", "DEFAULTS", "FREE_FORM_SECTIONS", "load_config", "apply_overrides", "save_config"]
+
+
+class ConfigError(ValueError):
+    """A recipe or an override names an unknown key or has a malformed value."""
+
+
+def _dataset_defaults(shuffle: bool) -> dict[str, Any]:
+    return {
+        "manifest_filepath": None,
+        "sample_rate": "${model.sample_rate}",
+        "batch_size": 16,
+        "shuffle": shuffle,
+        "num_workers": 0,
+        "pin_memory": False,
+        "min_duration": None,
+        "max_duration": None,
+        "drop_last": False,
+        "text_field": "text",
+        "use_semi_sorted_batching": False,
+        "randomization_factor": 0.1,
+        # NeMo keys accepted for compatibility; myna reads what it implements and rejects
+        # values it does not support when the dataset is built.
+        "trim_silence": False,
+        "use_start_end_token": False,
+        "is_tarred": False,
+        "tarred_audio_filepaths": None,
+        "tarred_shard_strategy": "scatter",
+        "shuffle_n": 2048,
+        "bucketing_strategy": "synced_randomized",
+        "bucketing_batch_size": None,
+    }
+
+
+DEFAULTS: dict[str, Any] = {
+    "name": "myna_model",
+    "seed": 1234,
+    "model": {
+        "sample_rate": 16000,
+        "compute_eval_loss": True,
+        "tokenizer": {
+            "dir": None,
+            "type": "bpe",
+            "vocab_size": 128,
+            "lowercase": True,
+        },
+        "train_ds": _dataset_defaults(shuffle=True),
+        "validation_ds": _dataset_defaults(shuffle=False),
+        "test_ds": _dataset_defaults(shuffle=False),
+        "model_defaults": {},
+        "preprocessor": {},
+        "spec_augment": None,
+        "encoder": {},
+        "decoder": {},
+        "joint": {},
+        "loss": {
+            "name": "full",
+            "s_range": 5,
+            "simple_loss_scale": 0.5,
+            "lm_only_scale": 0.25,
+            "am_only_scale": 0.0,
+            "warm_step": 2000,
+        },
+        "decoding": {
+            "strategy": "greedy_batch",
+            "greedy": {"max_symbols": 10},
+            "beam": {},
+        },
+        "optim": {
+            "name": "adamw",
+            "lr": 1e-3,
+            "betas": [0.9, 0.98],
+            "eps": 1e-8,
+            "weight_decay": 1e-3,
+            "sched": {
+                "name": "CosineAnnealing",
+                "warmup_steps": 0,
+                "warmup_ratio": None,
+                "min_lr": 1e-6,
+                "d_model": None,
+                "max_steps": None,
+            },
+        },
+    },
+    "trainer": {
+        "max_steps": -1,
+        "max_epochs": 100,
+        "val_check_interval": 1.0,
+        "check_val_every_n_epoch": 1,
+        "log_every_n_steps": 10,
+        "accelerator": "auto",
+        "devices": 1,
+        "precision": "32-true",
+        "gradient_clip_val": 0.0,
+        "accumulate_grad_batches": 1,
+        "num_sanity_val_steps": 0,
+        "limit_train_batches": 1.0,
+        "limit_val_batches": 1.0,
+        "enable_progress_bar": True,
+        "deterministic": False,
+    },
+    "exp_manager": {
+        "exp_dir": "exp",
+        "name": "${name}",
+        "checkpoint_every_n_steps": 1000,
+        "resume_if_exists": True,
+        "create_tensorboard_logger": True,
+        "create_csv_logger": True,
+        "plot_learning_curve": True,
+    },
+}
+
+# Sections whose keys belong to the module they configure (NeMo's own keys, checked there).
+FREE_FORM_SECTIONS = (
+    "model.model_defaults",
+    "model.preprocessor",
+    "model.spec_augment",
+    "model.encoder",
+    "model.decoder",
+    "model.joint",
+    "model.decoding.beam",
+)
+
+
+def _parse_value(text: str, override: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {override!r}: value {text!r} is not valid YAML ({err})") from None
+
+
+def _lookup(cfg: DictConfig, dotted: str) -> tuple[bool, Any]:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if isinstance(node, DictConfig) and part in node:
+            node = node._get_node(part)
+        elif isinstance(node, ListConfig) and part.isdigit() and int(part) < len(node):
+            node = node._get_node(int(part))
+        else:
+            return False, None
+    return True, node
+
+
+def _in_free_form(dotted: str) -> bool:
+    return any(dotted == s or dotted.startswith(s + ".") for s in FREE_FORM_SECTIONS)
+
+
+def apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> DictConfig:
+    """Apply Hydra-style overrides (``k=v``, ``+k=v``, ``++k=v``, ``~k``) to ``cfg`` in place."""
+    for override in overrides:
+        if override.startswith("~"):
+            key = override[1:].split("=", 1)[0]
+            exists, _ = _lookup(cfg, key)
+            if not exists:
+                raise ConfigError(f"override {override!r}: cannot delete unknown key '{key}'")
+            parent, _, leaf = key.rpartition(".")
+            parent_node = OmegaConf.select(cfg, parent) if parent else cfg
+            with _open(cfg):
+                del parent_node[leaf]
+            continue
+        if "=" not in override:
+            raise ConfigError(f"override {override!r} is not of the form key=value")
+        key, text = override.split("=", 1)
+        mode = "set"
+        if key.startswith("++"):
+            key, mode = key[2:], "force"
+        elif key.startswith("+"):
+            key, mode = key[1:], "add"
+        if not key:
+            raise ConfigError(f"override {override!r} has an empty key")
+        exists, _ = _lookup(cfg, key)
+        if mode == "set" and not exists and not _in_free_form(key):
+            raise ConfigError(
+                f"override {override!r}: unknown key '{key}' (use ++{key}=... to add a new key)"
+            )
+        if mode == "add" and exists:
+            raise ConfigError(f"override {override!r}: key '{key}' already exists (use {key}=... or ++{key}=...)")
+        with _open(cfg):
+            OmegaConf.update(cfg, key, _parse_value(text, override), merge=False, force_add=True)
+    return cfg
+
+
+class _open:
+    """Context manager that lifts OmegaConf's struct flag for a moment."""
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+
+    def __enter__(self):
+        self.was_struct = OmegaConf.is_struct(self.cfg)
+        OmegaConf.set_struct(self.cfg, False)
+
+    def __exit__(self, *exc):
+        OmegaConf.set_struct(self.cfg, self.was_struct)
+        return False
+
+
+def _check_known_keys(recipe: Any, schema: Any, path: str, source: str) -> None:
+    """Raise ConfigError naming the first key of ``recipe`` that ``schema`` does not know."""
+    if _in_free_form(path) or not isinstance(recipe, Mapping) or not isinstance(schema, Mapping):
+        return
+    for key, value in recipe.items():
+        dotted = f"{path}.{key}" if path else str(key)
+        if key not in schema:
+            raise ConfigError(f"{source}: unknown key '{dotted}'")
+        _check_known_keys(value, schema[key], dotted, source)
+
+
+def load_config(path: str | Path | None, overrides: Iterable[str] = (), defaults: Mapping | None = None) -> DictConfig:
+    """Load a recipe onto the defaults, apply overrides, resolve interpolations.
+
+    Args:
+        path: YAML recipe file, or None for the defaults alone.
+        overrides: Hydra-style override strings.
+        defaults: schema and default values (``DEFAULTS`` unless given).
+
+    Returns:
+        A resolved DictConfig.
+    """
+    schema = copy.deepcopy(dict(defaults if defaults is not None else DEFAULTS))
+    cfg = OmegaConf.create(schema)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"recipe not found: {path}")
+        try:
+            recipe = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(recipe, Mapping):
+            raise ConfigError(f"{path}: a recipe must be a mapping, got {type(recipe).__name__}")
+        _check_known_keys(recipe, schema, "", str(path))
+        for section in FREE_FORM_SECTIONS:  # free-form sections replace the defaults whole
+            exists, value = _lookup(OmegaConf.create(dict(recipe)), section)
+            if exists:
+                OmegaConf.update(cfg, section, OmegaConf.to_container(value) if value is not None else None,
+                                 merge=False, force_add=True)
+        cfg = OmegaConf.merge(cfg, OmegaConf.create(dict(recipe)))
+    apply_overrides(cfg, overrides)
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def save_config(cfg: DictConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically: temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    tmp.replace(path)
