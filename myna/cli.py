@@ -1,0 +1,142 @@
+"""The ``myna`` command: train, evaluate, transcribe, tokenizer train, data prepare.
+
+    myna train RECIPE.yaml [key=value ...]
+    myna evaluate --model MODEL --manifest TEST.json [--batch-size 16] [--output hyps.jsonl]
+    myna transcribe --model MODEL a.wav b.flac ...
+    myna tokenizer train --manifest TRAIN.json --vocab-size 128 --out-dir DIR
+    myna data prepare fsdd --source DIR --out-dir DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from myna.config import load_config
+    from myna.training.run import train
+
+    cfg = load_config(args.recipe, args.overrides)
+    print(OmegaConf.to_yaml(cfg), flush=True)
+    model_path = train(cfg)
+    print(f"model: {model_path}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from myna.evaluate import evaluate_manifest
+    from myna.models.io import load_model
+
+    model = load_model(args.model)
+    result = evaluate_manifest(model, args.manifest, batch_size=args.batch_size, output=args.output)
+    print(f"WER: {100 * result.rates.wer:.2f}%")
+    print(f"CER: {100 * result.rates.cer:.2f}%")
+    print(f"substitutions={result.rates.substitutions} insertions={result.rates.insertions} "
+          f"deletions={result.rates.deletions} words={result.rates.reference_words} "
+          f"utterances={result.num_utterances} RTFx={result.rtfx:.1f}")
+    return 0
+
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from myna.evaluate import transcribe_files
+    from myna.models.io import load_model
+
+    model = load_model(args.model)
+    for path, text in zip(args.audio, transcribe_files(model, args.audio, batch_size=args.batch_size)):
+        print(f"{path}\t{text}")
+    return 0
+
+
+def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
+    from myna.data.manifest import read_manifest
+    from myna.text import train_sentencepiece
+
+    texts = [entry.text for manifest in args.manifest for entry in read_manifest(manifest, text_field=args.text_field)]
+    tokenizer = train_sentencepiece(texts, args.out_dir, vocab_size=args.vocab_size, model_type=args.type,
+                                    lowercase=not args.keep_case)
+    print(f"tokenizer: {args.out_dir} ({tokenizer.vocab_size} pieces, from {len(texts)} transcripts)")
+    return 0
+
+
+def _cmd_data_prepare(args: argparse.Namespace) -> int:
+    if args.corpus == "fsdd":
+        from myna.data.prepare.fsdd import prepare_fsdd
+
+        written = prepare_fsdd(args.source, args.out_dir)
+        for path in (written.values() if isinstance(written, dict) else written):
+            print(path)
+        return 0
+    raise SystemExit(f"unknown corpus {args.corpus!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="myna", description="Train, fine-tune and run speech recognisers.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model from a YAML recipe with NeMo-style overrides")
+    p.add_argument("recipe", help="YAML recipe (conf/*.yaml)")
+    p.add_argument("overrides", nargs="*", help="key=value, +key=value, ++key=value, ~key")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="WER/CER of a model on a manifest")
+    p.add_argument("--model", required=True, help="model file (.nemo archive, NeMo's or myna's)")
+    p.add_argument("--manifest", required=True, help="NeMo JSON-lines manifest with reference text")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--output", help="write per-utterance hypotheses here (JSON lines)")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("transcribe", help="print one transcript per audio file")
+    p.add_argument("--model", required=True)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("audio", nargs="+", help="audio files (any format soundfile reads)")
+    p.set_defaults(func=_cmd_transcribe)
+
+    p = sub.add_parser("tokenizer", help="tokenizer tools")
+    tok = p.add_subparsers(dest="tokenizer_command", required=True)
+    t = tok.add_parser("train", help="train a SentencePiece tokenizer from manifest text (NeMo's files)")
+    t.add_argument("--manifest", action="append", required=True, help="repeat for several manifests")
+    t.add_argument("--vocab-size", type=int, required=True)
+    t.add_argument("--out-dir", required=True)
+    t.add_argument("--type", default="bpe", choices=["bpe", "unigram"])
+    t.add_argument("--text-field", default="text")
+    t.add_argument("--keep-case", action="store_true", help="do not lowercase the text")
+    t.set_defaults(func=_cmd_tokenizer_train)
+
+    p = sub.add_parser("data", help="data preparation")
+    data = p.add_subparsers(dest="data_command", required=True)
+    d = data.add_parser("prepare", help="write NeMo manifests for a public corpus")
+    d.add_argument("corpus", choices=["fsdd"])
+    d.add_argument("--source", required=True, help="the corpus folder")
+    d.add_argument("--out-dir", required=True)
+    d.set_defaults(func=_cmd_data_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        # Config, manifest, audio and checkpoint errors name their source; show them plainly.
+        logging.getLogger("myna").debug("error", exc_info=True)
+        print(f"myna {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

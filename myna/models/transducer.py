@@ -1,0 +1,185 @@
+"""Transducer (RNN-T) model: featurizer -> encoder -> (prediction network, joiner), optional CTC head.
+
+The model composes already-built parts and owns one method per stage, so tests and users can
+inspect each: ``featurize``, ``encode``, ``forward_transducer``, ``forward_ctc``, ``transcribe``.
+Attribute names follow NeMo's (``preprocessor``, ``encoder``, ``decoder``, ``joint``,
+``ctc_decoder``) so a NeMo state dict loads by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from myna.decoding.greedy import Hypothesis, ctc_greedy_search, transducer_greedy_search
+from myna.losses import rnnt as rnnt_losses
+
+__all__ = ["TransducerLossConfig", "TransducerModel"]
+
+
+@dataclass
+class TransducerLossConfig:
+    """``model.loss``: the full RNN-T loss, or the pruned loss (k2 / icefall recipe).
+
+    ``simple_loss_scale``: weight of the trivial-joiner loss after warm-up; during the first
+    ``warm_step`` steps it decays from 1 and the pruned loss' weight grows from 0.1 to 1.
+    ``ctc_weight``: weight of the auxiliary CTC loss for hybrid models (NeMo's ``aux_ctc``).
+    """
+
+    name: str = "full"
+    s_range: int = 5
+    simple_loss_scale: float = 0.5
+    lm_only_scale: float = 0.25
+    am_only_scale: float = 0.0
+    warm_step: int = 2000
+    ctc_weight: float = 0.0
+
+    def __post_init__(self):
+        if self.name not in ("full", "pruned"):
+            raise ValueError(f"model.loss.name={self.name!r}: choose 'full' or 'pruned'")
+        if self.s_range < 1:
+            raise ValueError(f"model.loss.s_range={self.s_range} must be >= 1")
+
+
+class TransducerModel(nn.Module):
+    """RNN-T (optionally hybrid RNN-T + CTC) speech recogniser.
+
+    Args:
+        preprocessor: waveform -> features module, ``(B, L), (B,) -> (B, T, F), (B,)``.
+        encoder: ``(B, T, F), (B,) -> (B, T', D), (B,)``.
+        decoder: prediction network, ``(B, U), (B,) -> (B, U+1, H), state``, with ``step``.
+        joint: joiner with ``num_classes_with_blank`` outputs; blank is the last class.
+        spec_augment: optional training-time masking ``(B, T, F), (B,) -> (B, T, F)``.
+        loss: loss choice and weights.
+        ctc_decoder: optional CTC head ``(B, T', D) -> (B, T', V+1)`` log-probs (hybrid models).
+        tokenizer: object with ``decode(ids) -> str`` used by ``transcribe``.
+        max_symbols_per_step: greedy-search cap of labels per frame.
+    """
+
+    def __init__(self, preprocessor: nn.Module, encoder: nn.Module, decoder: nn.Module, joint: nn.Module,
+                 spec_augment: nn.Module | None = None, loss: TransducerLossConfig | None = None,
+                 ctc_decoder: nn.Module | None = None, tokenizer=None, max_symbols_per_step: int = 10):
+        super().__init__()
+        self.preprocessor = preprocessor
+        self.encoder = encoder
+        self.decoder = decoder
+        self.joint = joint
+        self.spec_augmentation = spec_augment
+        self.ctc_decoder = ctc_decoder
+        self.loss_config = loss or TransducerLossConfig()
+        self.tokenizer = tokenizer
+        self.max_symbols_per_step = max_symbols_per_step
+        self.blank_id = joint.num_classes_with_blank - 1
+        if self.loss_config.ctc_weight > 0 and ctc_decoder is None:
+            raise ValueError("model.loss.ctc_weight > 0 needs a CTC head (model.aux_ctc)")
+        if self.loss_config.name == "pruned":
+            vocab = joint.num_classes_with_blank
+            # The trivial joiner of the pruned loss scores am + lm directly in vocabulary space.
+            self.simple_am_proj = nn.Linear(encoder.output_dim, vocab)
+            self.simple_lm_proj = nn.Linear(decoder.output_dim, vocab)
+
+    # ---- stages -------------------------------------------------------------------------
+    def featurize(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) float32 waveform, (B,) int64 -> features (B, T, F), lengths (B,)."""
+        return self.preprocessor(audio, audio_lengths)
+
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, F), (B,) -> encoded (B, T', D), lengths (B,). SpecAugment applies in training."""
+        if self.training and self.spec_augmentation is not None:
+            features = self.spec_augmentation(features, lengths)
+        return self.encoder(features, lengths)
+
+    # ---- losses -------------------------------------------------------------------------
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor, tokens: torch.Tensor,
+                token_lengths: torch.Tensor, step: int | None = None, **unused) -> dict[str, torch.Tensor]:
+        """Training losses for a batch.
+
+        Args:
+            audio: (B, L) float32; audio_lengths: (B,) int64.
+            tokens: (B, U) int64 target ids padded with anything; token_lengths: (B,) int64.
+            step: optimizer step, for the pruned loss' warm-up weighting.
+
+        Returns:
+            dict with ``loss`` (scalar, mean over utterances of the summed NLL) and its parts.
+        """
+        features, feature_lengths = self.featurize(audio, audio_lengths)
+        encoded, encoded_lengths = self.encode(features, feature_lengths)
+        out = self.forward_transducer(encoded, encoded_lengths, tokens, token_lengths, step)
+        if self.ctc_decoder is not None and self.loss_config.ctc_weight > 0:
+            out["ctc_loss"] = self.forward_ctc(encoded, encoded_lengths, tokens, token_lengths)
+            w = self.loss_config.ctc_weight
+            out["loss"] = (1 - w) * out["loss"] + w * out["ctc_loss"]
+        out["encoded_lengths"] = encoded_lengths
+        return out
+
+    def forward_transducer(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor, tokens: torch.Tensor,
+                           token_lengths: torch.Tensor, step: int | None = None) -> dict[str, torch.Tensor]:
+        """RNN-T loss from encoder output (B, T, D) and targets (B, U)."""
+        tokens = tokens.long()
+        max_u = int(token_lengths.max()) if tokens.numel() else 0
+        tokens = tokens[:, :max_u]
+        targets = torch.where(torch.arange(max_u, device=tokens.device) < token_lengths[:, None], tokens,
+                              torch.zeros_like(tokens))
+        pred_out, _ = self.decoder(targets, token_lengths)  # (B, U+1, H)
+        cfg = self.loss_config
+        if cfg.name == "full":
+            logits = self.joint(encoded, pred_out)  # (B, T, U+1, V+1)
+            loss = rnnt_losses.transducer_loss(logits, targets, encoded_lengths, token_lengths,
+                                               blank=self.blank_id, reduction="mean")
+            return {"loss": loss, "rnnt_loss": loss}
+        am = self.simple_am_proj(encoded)  # (B, T, V+1)
+        lm = self.simple_lm_proj(pred_out)  # (B, U+1, V+1)
+        f = self.joint.project_encoder(encoded)
+        g = self.joint.project_prediction(pred_out)
+        simple, pruned = rnnt_losses.pruned_transducer_loss(
+            am, lm, f, g, self.joint.joint_after_projection, targets, encoded_lengths, token_lengths,
+            blank=self.blank_id, s_range=cfg.s_range, lm_only_scale=cfg.lm_only_scale,
+            am_only_scale=cfg.am_only_scale, reduction="mean")
+        simple_scale, pruned_scale = self.pruned_loss_weights(step)
+        loss = simple_scale * simple + pruned_scale * pruned
+        return {"loss": loss, "simple_loss": simple, "pruned_loss": pruned}
+
+    def pruned_loss_weights(self, step: int | None) -> tuple[float, float]:
+        """(simple, pruned) loss weights: icefall's warm-up, constant once ``step >= warm_step``."""
+        cfg = self.loss_config
+        if step is None or cfg.warm_step <= 0 or step >= cfg.warm_step:
+            return cfg.simple_loss_scale, 1.0
+        progress = step / cfg.warm_step
+        return 1.0 - progress * (1.0 - cfg.simple_loss_scale), 0.1 + 0.9 * progress
+
+    def forward_ctc(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor, tokens: torch.Tensor,
+                    token_lengths: torch.Tensor) -> torch.Tensor:
+        """CTC loss (NeMo's ``mean_batch``: summed NLL averaged over utterances), infinities zeroed."""
+        log_probs = self.ctc_decoder(encoded)  # (B, T, V+1)
+        per_utt = F.ctc_loss(log_probs.transpose(0, 1).float(), tokens.long(), encoded_lengths, token_lengths,
+                             blank=self.blank_id, reduction="none", zero_infinity=True)
+        return per_utt.mean()
+
+    # ---- inference ----------------------------------------------------------------------
+    @torch.inference_mode()
+    def transcribe(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> list[Hypothesis]:
+        """Greedy transcripts for a padded batch (B, L) of 16-bit-range float waveforms."""
+        features, lengths = self.featurize(audio, audio_lengths)
+        encoded, encoded_lengths = self.encoder(features, lengths)
+        return self.decode(encoded, encoded_lengths)
+
+    def decode(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor) -> list[Hypothesis]:
+        """Batched greedy search over encoder output (B, T', D); fills ``text`` when a tokenizer is set."""
+        hyps = transducer_greedy_search(encoded, encoded_lengths, self.decoder, self.joint, self.blank_id,
+                                        self.max_symbols_per_step)
+        return self._attach_text(hyps)
+
+    def decode_ctc(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor) -> list[Hypothesis]:
+        """CTC best-path decoding with the auxiliary head."""
+        if self.ctc_decoder is None:
+            raise ValueError("this model has no CTC head")
+        return self._attach_text(ctc_greedy_search(self.ctc_decoder(encoded), encoded_lengths, self.blank_id))
+
+    def _attach_text(self, hyps: list[Hypothesis]) -> list[Hypothesis]:
+        if self.tokenizer is not None:
+            for hyp in hyps:
+                hyp.text = self.tokenizer.decode(hyp.tokens)
+        return hyps

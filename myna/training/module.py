@@ -1,0 +1,98 @@
+"""Lightning wrapper around a myna model: losses, greedy-WER validation, optimizer and schedule."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import lightning as L
+import torch
+
+from myna.metrics import error_rates
+from myna.training.schedules import build_scheduler
+
+__all__ = ["ASRTask", "build_optimizer"]
+
+OPTIMIZERS = ("adamw", "adam", "sgd", "adamw8bit")
+
+
+def build_optimizer(params, optim: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """Optimizer from ``model.optim`` (name, lr, betas, eps, weight_decay, momentum)."""
+    name = str(optim.get("name", "adamw")).lower()
+    lr = float(optim["lr"])
+    weight_decay = float(optim.get("weight_decay") or 0.0)
+    betas = tuple(optim.get("betas") or (0.9, 0.999))
+    eps = float(optim.get("eps") or 1e-8)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(optim.get("momentum") or 0.0),
+                               weight_decay=weight_decay)
+    if name == "adamw8bit":
+        try:
+            import bitsandbytes as bnb
+        except ImportError:
+            raise ValueError("model.optim.name=adamw8bit needs bitsandbytes: pip install bitsandbytes") from None
+        return bnb.optim.AdamW8bit(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    raise ValueError(f"model.optim.name={name!r} is not supported; choose one of {OPTIMIZERS}")
+
+
+class ASRTask(L.LightningModule):
+    """Trains a Transducer (or hybrid) model; validates with batched greedy WER.
+
+    Logged: ``train_loss`` (and loss parts) every step, ``lr``, ``val_loss`` and ``val_wer`` at
+    each validation.
+    """
+
+    def __init__(self, model: torch.nn.Module, optim: Mapping[str, Any], max_steps: int,
+                 compute_eval_loss: bool = True):
+        super().__init__()
+        self.model = model
+        self.optim_cfg = dict(optim)
+        self.max_steps = max_steps
+        self.compute_eval_loss = compute_eval_loss
+        self._val_refs: list[str] = []
+        self._val_hyps: list[str] = []
+        self._val_losses: list[float] = []
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self.model(batch["audio"], batch["audio_lengths"], batch["tokens"], batch["token_lengths"],
+                         step=self.global_step)
+        batch_size = batch["audio"].shape[0]
+        for key, value in out.items():
+            if key.endswith("loss"):
+                self.log(f"train_{key}" if key != "loss" else "train_loss", value.detach(), prog_bar=key == "loss",
+                         batch_size=batch_size)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch_size)
+        return out["loss"]
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        model = self.model
+        features, lengths = model.featurize(batch["audio"], batch["audio_lengths"])
+        encoded, encoded_lengths = model.encoder(features, lengths)
+        if self.compute_eval_loss:
+            loss = model.forward_transducer(encoded, encoded_lengths, batch["tokens"], batch["token_lengths"])["loss"]
+            self._val_losses.append(float(loss))
+        hyps = model.decode(encoded, encoded_lengths)
+        tokens, token_lengths = batch["tokens"], batch["token_lengths"]
+        for b, hyp in enumerate(hyps):
+            self._val_refs.append(model.tokenizer.decode(tokens[b, : int(token_lengths[b])].tolist()))
+            self._val_hyps.append(hyp.text or "")
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_refs:
+            return
+        rates = error_rates(self._val_refs, self._val_hyps)
+        self.log("val_wer", rates.wer, prog_bar=True)
+        self.log("val_cer", rates.cer)
+        if self._val_losses:
+            self.log("val_loss", sum(self._val_losses) / len(self._val_losses))
+        self._val_refs, self._val_hyps, self._val_losses = [], [], []
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer([p for p in self.model.parameters() if p.requires_grad], self.optim_cfg)
+        scheduler = build_scheduler(optimizer, self.optim_cfg.get("sched"), self.max_steps)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,167 @@
+"""``myna train``: from a resolved config to a trained model file, logs and a learning curve.
+
+The run folder (``exp_manager.exp_dir``) holds:
+
+- ``config.yaml``: the resolved config as trained,
+- ``tokenizer/``: the tokenizer (trained from the training manifest when the recipe names none),
+- ``checkpoints/``: Lightning checkpoints (``last.ckpt`` for resuming, one every
+  ``exp_manager.checkpoint_every_n_steps`` steps), written atomically,
+- ``logs/``: TensorBoard events and ``metrics.csv``,
+- ``learning_curve.png``: loss and validation WER per step,
+- ``<name>.nemo``: the final model, a .nemo-layout archive that ``myna.load`` reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from myna.config import save_config
+from myna.data.loader import build_dataloader
+from myna.data.manifest import filter_entries, read_manifest
+from myna.models.builder import build_model
+from myna.models.io import save_model
+from myna.text import load_tokenizer, train_sentencepiece
+from myna.training.checkpoint_io import AtomicCheckpointIO
+from myna.training.module import ASRTask
+from myna.training.plots import plot_learning_curve
+
+__all__ = ["train", "make_loader"]
+
+log = logging.getLogger("myna.train")
+
+
+def _manifests(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v]
+    return [str(v) for v in value]
+
+
+def make_loader(ds_cfg: DictConfig, tokenizer, train: bool, seed: int, name: str):
+    """A DataLoader for ``model.<name>`` (train_ds / validation_ds / test_ds), or None without manifests."""
+    paths = _manifests(ds_cfg.manifest_filepath)
+    if not paths:
+        return None
+    for key, default in (("is_tarred", False), ("trim_silence", False), ("use_start_end_token", False)):
+        if ds_cfg.get(key, default) != default:
+            raise ValueError(f"model.{name}.{key}={ds_cfg.get(key)} is not supported yet")
+    entries = []
+    for path in paths:
+        entries.extend(read_manifest(path, text_field=ds_cfg.text_field))
+    entries, report = filter_entries(entries, min_duration=ds_cfg.min_duration, max_duration=ds_cfg.max_duration)
+    log.info("model.%s: %s", name, report)
+    if not entries:
+        raise ValueError(f"model.{name}: no utterances left after filtering {paths} ({report})")
+    return build_dataloader(
+        entries, tokenizer, sample_rate=ds_cfg.sample_rate, batch_size=ds_cfg.batch_size,
+        shuffle=bool(ds_cfg.shuffle) and train, num_workers=ds_cfg.num_workers, seed=seed,
+        drop_last=bool(ds_cfg.drop_last) and train, semi_sorted=bool(ds_cfg.use_semi_sorted_batching),
+    )
+
+
+def _prepare_tokenizer(cfg: DictConfig, exp_dir: Path):
+    tok_cfg = cfg.model.tokenizer
+    if tok_cfg.dir:
+        return load_tokenizer(tok_cfg.dir)
+    out_dir = exp_dir / "tokenizer"
+    if (out_dir / "tokenizer.model").is_file():
+        log.info("reusing the tokenizer trained earlier in %s", out_dir)
+        tokenizer = load_tokenizer(out_dir)
+    else:
+        if tok_cfg.type != "bpe":
+            raise ValueError(f"model.tokenizer.type={tok_cfg.type!r}: only 'bpe' can be trained here")
+        texts = []
+        for path in _manifests(cfg.model.train_ds.manifest_filepath):
+            texts.extend(entry.text for entry in read_manifest(path, text_field=cfg.model.train_ds.text_field))
+        if not texts:
+            raise ValueError("model.tokenizer.dir is null and there is no training text to train one from")
+        log.info("training a %d-piece BPE tokenizer on %d transcripts -> %s", tok_cfg.vocab_size, len(texts), out_dir)
+        tokenizer = train_sentencepiece(texts, out_dir, vocab_size=tok_cfg.vocab_size, model_type="bpe",
+                                        lowercase=bool(tok_cfg.lowercase))
+    with _unlocked(cfg):
+        cfg.model.tokenizer.dir = str(out_dir)
+    return tokenizer
+
+
+class _unlocked:
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def __enter__(self):
+        self.flag = OmegaConf.is_readonly(self.cfg)
+        OmegaConf.set_readonly(self.cfg, False)
+
+    def __exit__(self, *exc):
+        OmegaConf.set_readonly(self.cfg, self.flag)
+
+
+def _trainer_kwargs(cfg: DictConfig) -> dict:
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if isinstance(trainer.get("val_check_interval"), int):
+        # An integer interval counts optimizer steps across epochs.
+        trainer["check_val_every_n_epoch"] = None
+    if trainer.get("accelerator") == "auto":
+        trainer["accelerator"] = "auto"
+    return trainer
+
+
+def train(cfg: DictConfig) -> Path:
+    """Train as ``cfg`` says; returns the path of the final model file."""
+    exp_dir = Path(cfg.exp_manager.exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True)
+    tokenizer = _prepare_tokenizer(cfg, exp_dir)
+    save_config(cfg, exp_dir / "config.yaml")
+
+    model = build_model(cfg.model, tokenizer)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model: %s, %.2fM parameters", type(model).__name__, n_params / 1e6)
+
+    train_loader = make_loader(cfg.model.train_ds, tokenizer, train=True, seed=cfg.seed, name="train_ds")
+    if train_loader is None:
+        raise ValueError("model.train_ds.manifest_filepath is required to train")
+    val_loader = make_loader(cfg.model.validation_ds, tokenizer, train=False, seed=cfg.seed, name="validation_ds")
+
+    trainer_kwargs = _trainer_kwargs(cfg)
+    max_steps = trainer_kwargs["max_steps"]
+    if max_steps is None or max_steps < 0:
+        max_steps = trainer_kwargs["max_epochs"] * len(train_loader) // trainer_kwargs["accumulate_grad_batches"]
+    task = ASRTask(model, OmegaConf.to_container(cfg.model.optim, resolve=True), max_steps=max_steps,
+                   compute_eval_loss=bool(cfg.model.compute_eval_loss))
+
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    em = cfg.exp_manager
+    loggers = []
+    if em.create_csv_logger:
+        loggers.append(CSVLogger(exp_dir, name="logs", version=""))
+    if em.create_tensorboard_logger:
+        loggers.append(TensorBoardLogger(exp_dir, name="logs", version="", default_hp_metric=False))
+    ckpt_dir = exp_dir / "checkpoints"
+    callbacks = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False,
+                        every_n_train_steps=em.checkpoint_every_n_steps, save_top_k=-1, save_last=True),
+    ]
+    if val_loader is None:
+        trainer_kwargs["limit_val_batches"] = 0
+    trainer = L.Trainer(**trainer_kwargs, logger=loggers or False, callbacks=callbacks,
+                        plugins=[AtomicCheckpointIO()], default_root_dir=exp_dir)
+    resume = ckpt_dir / "last.ckpt"
+    ckpt_path = str(resume) if em.resume_if_exists and resume.is_file() else None
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+    trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
+
+    model_path = save_model(model, cfg, exp_dir / f"{cfg.name}.nemo")
+    log.info("final model written to %s", model_path)
+    metrics_csv = exp_dir / "logs" / "metrics.csv"
+    if em.plot_learning_curve and metrics_csv.is_file():
+        png = plot_learning_curve(metrics_csv, exp_dir / "learning_curve.png")
+        log.info("learning curve: %s", png)
+    return model_path
