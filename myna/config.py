@@ -170,6 +170,15 @@ def _lookup(cfg: DictConfig, dotted: str) -> tuple[bool, Any]:
     return True, node
 
 
+def _lookup_plain(tree: Mapping, dotted: str) -> tuple[bool, Any]:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
 def _in_free_form(dotted: str) -> bool:
     return any(dotted == s or dotted.startswith(s + ".") for s in FREE_FORM_SECTIONS)
 
@@ -260,10 +269,9 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = (), defaults
             raise ConfigError(f"{path}: a recipe must be a mapping, got {type(recipe).__name__}")
         _check_known_keys(recipe, schema, "", str(path))
         for section in FREE_FORM_SECTIONS:  # free-form sections replace the defaults whole
-            exists, value = _lookup(OmegaConf.create(dict(recipe)), section)
+            exists, value = _lookup_plain(recipe, section)
             if exists:
-                OmegaConf.update(cfg, section, OmegaConf.to_container(value) if value is not None else None,
-                                 merge=False, force_add=True)
+                OmegaConf.update(cfg, section, value, merge=False, force_add=True)
         cfg = OmegaConf.merge(cfg, OmegaConf.create(dict(recipe)))
     apply_overrides(cfg, overrides)
     OmegaConf.resolve(cfg)
