@@ -1,0 +1,72 @@
+"""CTC head: NeMo's ``ConvASRDecoder``, a 1x1 Conv1d to V+1 classes (blank = V) + log_softmax.
+
+Parameter names equal NeMo's keys minus the leading ``decoder.`` (``ctc_decoder.`` in hybrid
+models): ``decoder_layers.0.weight`` (V+1, D, 1) and ``decoder_layers.0.bias`` (V+1,).
+
+>>> head = CTCHead(feat_in=96, num_classes=128)
+>>> head(torch.randn(2, 50, 96)).shape
+torch.Size([2, 50, 129])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["CTCHead"]
+
+
+class CTCHead(nn.Module):
+    """Linear (1x1 conv) projection of encoder frames to CTC log-probabilities.
+
+    :param feat_in: D, encoder output size.
+    :param num_classes: V, vocabulary size excluding blank; if <= 0, ``len(vocabulary)``.
+    :param init_mode: ``xavier_uniform`` (NeMo's default), ``xavier_normal``, ``kaiming_uniform``,
+        ``kaiming_normal`` or None (torch default) for the weight.
+    :param vocabulary: optional token list; only its length is checked against ``num_classes``.
+    :param add_blank: add the blank class (V+1 outputs, blank = V).
+    """
+
+    def __init__(
+        self,
+        feat_in: int,
+        num_classes: int,
+        init_mode: Optional[str] = "xavier_uniform",
+        vocabulary: Optional[Sequence[Any]] = None,
+        add_blank: bool = True,
+    ) -> None:
+        super().__init__()
+        if num_classes <= 0:
+            if vocabulary is None:
+                raise ValueError(f"CTCHead: num_classes={num_classes} and no vocabulary given")
+            num_classes = len(vocabulary)
+        if vocabulary is not None and len(vocabulary) != num_classes:
+            raise ValueError(f"CTCHead: num_classes={num_classes} but the vocabulary has {len(vocabulary)} entries")
+        self.feat_in = int(feat_in)
+        self.vocab_size = int(num_classes)
+        self.num_classes_with_blank = self.vocab_size + 1 if add_blank else self.vocab_size
+        self.blank_idx = self.vocab_size
+        self.decoder_layers = nn.Sequential(nn.Conv1d(self.feat_in, self.num_classes_with_blank, 1, bias=True))
+        weight = self.decoder_layers[0].weight
+        if init_mode == "xavier_uniform":
+            nn.init.xavier_uniform_(weight)
+        elif init_mode == "xavier_normal":
+            nn.init.xavier_normal_(weight)
+        elif init_mode == "kaiming_uniform":
+            nn.init.kaiming_uniform_(weight, nonlinearity="relu")
+        elif init_mode == "kaiming_normal":
+            nn.init.kaiming_normal_(weight, nonlinearity="relu")
+        elif init_mode is not None:
+            raise ValueError(f"CTCHead: unknown init_mode {init_mode!r}")
+
+    def logits(self, encoder_out: torch.Tensor) -> torch.Tensor:
+        """:param encoder_out: (B, T, D) float. :return: (B, T, V+1) raw logits."""
+        conv = self.decoder_layers[0]
+        # A 1x1 conv is a linear map; apply it on (B, T, D) without transposing twice.
+        return nn.functional.linear(encoder_out, conv.weight.squeeze(-1), conv.bias)
+
+    def forward(self, encoder_out: torch.Tensor) -> torch.Tensor:
+        """:param encoder_out: (B, T, D) float. :return: (B, T, V+1) log-probabilities (blank = V)."""
+        return self.logits(encoder_out).log_softmax(dim=-1)
