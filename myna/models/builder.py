@@ -71,36 +71,25 @@ def build_prediction_network(cfg: Mapping, vocab_size: int) -> RNNTPredictionNet
     """Prediction network from NeMo's ``decoder:`` section (``prednet`` sub-dict)."""
     cfg = _plain(cfg)
     _target(cfg, "model.decoder", DECODERS)
-    known = {"_target_", "prednet", "vocab_size", "normalization_mode", "random_state_sampling", "blank_as_pad"}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise ValueError(f"model.decoder: unknown option(s) {unknown}")
-    if cfg.get("normalization_mode") not in (None, "null"):
-        raise ValueError(f"model.decoder.normalization_mode={cfg['normalization_mode']!r} is not supported")
     if cfg.get("vocab_size") not in (None, vocab_size):
         raise ValueError(f"model.decoder.vocab_size={cfg['vocab_size']} but the tokenizer has {vocab_size} pieces")
-    return RNNTPredictionNetwork(vocab_size=vocab_size, blank_as_pad=cfg.get("blank_as_pad", True),
-                                 random_state_sampling=cfg.get("random_state_sampling", False),
-                                 **dict(cfg.get("prednet") or {}))
+    return RNNTPredictionNetwork.from_nemo_config({**cfg, "vocab_size": vocab_size})
 
 
 def build_joint(cfg: Mapping, vocab_size: int, encoder_hidden: int, pred_hidden: int) -> RNNTJoint:
-    """Joiner from NeMo's ``joint:`` section (``jointnet`` sub-dict)."""
+    """Joiner from NeMo's ``joint:`` section (``jointnet`` sub-dict); hidden sizes default to the
+    encoder's and prediction network's."""
     cfg = _plain(cfg)
     _target(cfg, "model.joint", JOINTS)
-    known = {"_target_", "jointnet", "num_classes", "vocabulary", "log_softmax", "preserve_memory",
-             "fuse_loss_wer", "fused_batch_size", "experimental_fuse_loss_wer", "num_extra_outputs"}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise ValueError(f"model.joint: unknown option(s) {unknown}")
     if cfg.get("num_classes") not in (None, vocab_size):
         raise ValueError(f"model.joint.num_classes={cfg['num_classes']} but the tokenizer has {vocab_size} pieces")
     if cfg.get("num_extra_outputs"):
         raise ValueError("model.joint.num_extra_outputs (TDT durations) is not supported")
-    jointnet = dict(cfg.get("jointnet") or {})
-    jointnet.setdefault("encoder_hidden", encoder_hidden)
-    jointnet.setdefault("pred_hidden", pred_hidden)
-    return RNNTJoint(num_classes=vocab_size, **jointnet)
+    jointnet = {"encoder_hidden": encoder_hidden, "pred_hidden": pred_hidden, **dict(cfg.get("jointnet") or {})}
+    for key, actual in (("encoder_hidden", encoder_hidden), ("pred_hidden", pred_hidden)):
+        if jointnet[key] != actual:
+            raise ValueError(f"model.joint.jointnet.{key}={jointnet[key]} but the model gives {actual}")
+    return RNNTJoint.from_nemo_config({**cfg, "jointnet": jointnet, "num_classes": vocab_size})
 
 
 def build_ctc_head(cfg: Mapping, vocab_size: int, feat_in: int) -> CTCHead:
