@@ -1,0 +1,244 @@
+"""From manifest entries to padded batches of audio and token ids.
+
+:class:`AudioToTextDataset` loads one utterance (its ``[offset, offset + duration)`` segment) and
+its token ids; :func:`collate_audio_text` pads a list of them into a batch;
+:class:`DurationBatchSampler` orders the batches (random, or semi-sorted by duration to cut
+padding); :func:`build_dataloader` wires the three into a ``torch.utils.data.DataLoader``.
+
+>>> loader = build_dataloader(entries, tokenizer, sample_rate=16000, batch_size=8, shuffle=True)
+>>> batch = next(iter(loader))
+>>> batch["audio"].shape, batch["tokens"].shape   # (B, Lmax), (B, Umax)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, Protocol, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from myna.audio import AudioError, load_audio
+from myna.data.manifest import ManifestEntry
+
+__all__ = ["AudioToTextDataset", "collate_audio_text", "DurationBatchSampler", "build_dataloader"]
+
+
+class Tokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+
+class AudioToTextDataset(Dataset):
+    """Map-style dataset of (audio, token ids) pairs from manifest entries.
+
+    Token ids are computed once, up front (cheap with sentencepiece; it also makes
+    :attr:`token_lengths` available to samplers). Audio is read on each ``__getitem__``.
+
+    Args:
+        entries: manifest entries (see :func:`myna.data.manifest.read_manifest`).
+        tokenizer: anything with ``encode(text) -> list[int]``; None gives empty token
+            sequences (for unlabelled audio, e.g. transcription).
+        sample_rate: rate in Hz the audio is resampled to.
+    """
+
+    def __init__(self, entries: Sequence[ManifestEntry], tokenizer: Tokenizer | None,
+                 sample_rate: int):
+        self.entries = list(entries)
+        self.sample_rate = sample_rate
+        self.tokens = [tokenizer.encode(e.text) if tokenizer is not None else []
+                       for e in self.entries]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def durations(self) -> list[float]:
+        return [e.duration for e in self.entries]
+
+    @property
+    def token_lengths(self) -> list[int]:
+        return [len(t) for t in self.tokens]
+
+    def __getitem__(self, index: int) -> dict:
+        """One utterance.
+
+        Returns:
+            dict with ``audio`` (L,) float32, ``tokens`` (U,) int64 and ``index`` (int).
+
+        Raises:
+            AudioError: naming the manifest file, line and audio path when the audio is
+                missing, empty, unreadable or shorter than the manifest says.
+        """
+        entry = self.entries[index]
+        try:
+            audio = load_audio(
+                entry.audio_filepath,
+                self.sample_rate,
+                offset=entry.offset,
+                # NeMo reads `duration` seconds from `offset`; a 0 duration means "to the end".
+                duration=entry.duration if entry.duration > 0 else None,
+            )
+        except AudioError as err:
+            raise AudioError(f"utterance {entry.where}: {err}") from err
+        tokens = torch.tensor(self.tokens[index], dtype=torch.int64)
+        return {"audio": audio, "tokens": tokens, "index": index}
+
+
+def collate_audio_text(items: Sequence[dict]) -> dict[str, torch.Tensor]:
+    """Pad a list of dataset items into a batch (right padding with zeros).
+
+    Args:
+        items: B dicts with ``audio`` (L_i,) float32, ``tokens`` (U_i,) int64, ``index`` int.
+
+    Returns:
+        dict with
+        ``audio`` (B, Lmax) float32, zero-padded;
+        ``audio_lengths`` (B,) int64, the L_i;
+        ``tokens`` (B, Umax) int64, padded with 0 (a real id; use the lengths);
+        ``token_lengths`` (B,) int64, the U_i;
+        ``indices`` (B,) int64, dataset indices of the rows.
+    """
+    if not items:
+        raise ValueError("cannot collate an empty batch")
+    batch_size = len(items)
+    audio_lengths = torch.tensor([item["audio"].shape[0] for item in items], dtype=torch.int64)
+    token_lengths = torch.tensor([item["tokens"].shape[0] for item in items], dtype=torch.int64)
+    audio = torch.zeros(batch_size, int(audio_lengths.max()), dtype=torch.float32)
+    tokens = torch.zeros(batch_size, int(token_lengths.max()), dtype=torch.int64)
+    for row, item in enumerate(items):
+        audio[row, : item["audio"].shape[0]] = item["audio"]
+        tokens[row, : item["tokens"].shape[0]] = item["tokens"]
+    indices = torch.tensor([int(item["index"]) for item in items], dtype=torch.int64)
+    return {"audio": audio, "audio_lengths": audio_lengths, "tokens": tokens,
+            "token_lengths": token_lengths, "indices": indices}
+
+
+class DurationBatchSampler(Sampler[list[int]]):
+    """Batches of dataset indices, reshuffled every epoch from ``seed + epoch``.
+
+    Random mode permutes all indices and cuts them into batches. Semi-sorted mode permutes,
+    cuts the permutation into chunks of ``chunk_batches * batch_size`` indices, sorts each
+    chunk by duration, cuts it into batches and shuffles the batch order: batches hold
+    utterances of similar length (less padding) while every epoch still differs.
+
+    The epoch advances by itself at the end of each full pass (so a plain training loop
+    reshuffles); :meth:`set_epoch` / :meth:`state_dict` make the order reproducible on resume.
+
+    Args:
+        durations: seconds per dataset index.
+        batch_size: utterances per batch.
+        shuffle: False gives the dataset order (no sorting, no shuffling): for evaluation.
+        seed: base seed; the same seed and epoch give the same batches.
+        drop_last: drop the final short batch (random mode) or each chunk's short batch
+            (semi-sorted mode).
+        semi_sorted: sort by duration within chunks (only with shuffle).
+        chunk_batches: semi-sorted chunk size in batches; larger: less padding, less
+            randomness.
+    """
+
+    def __init__(self, durations: Sequence[float], batch_size: int, shuffle: bool = True,
+                 seed: int = 0, drop_last: bool = False, semi_sorted: bool = False,
+                 chunk_batches: int = 16):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if chunk_batches < 1:
+            raise ValueError(f"chunk_batches must be >= 1, got {chunk_batches}")
+        self.durations = torch.tensor(list(durations), dtype=torch.float64)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.semi_sorted = semi_sorted and shuffle
+        self.chunk_batches = chunk_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self.seed = int(state["seed"])
+
+    def batches(self) -> list[list[int]]:
+        """This epoch's batches (without advancing the epoch)."""
+        n = len(self.durations)
+        if not self.shuffle:
+            return self._cut(list(range(n)))
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(n, generator=generator).tolist()
+        if not self.semi_sorted:
+            return self._cut(order)
+        chunk = self.batch_size * self.chunk_batches
+        batches = []
+        for start in range(0, n, chunk):
+            part = order[start : start + chunk]
+            part.sort(key=lambda i: self.durations[i].item())
+            batches.extend(self._cut(part))
+        perm = torch.randperm(len(batches), generator=generator).tolist()
+        return [batches[i] for i in perm]
+
+    def _cut(self, indices: list[int]) -> list[list[int]]:
+        batches = [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self.batches()
+        self.epoch += 1
+        return iter(batches)
+
+    def __len__(self) -> int:
+        n = len(self.durations)
+        per_chunk = n if not self.semi_sorted else self.batch_size * self.chunk_batches
+        full, rest = divmod(n, per_chunk) if n else (0, 0)
+        if self.drop_last:
+            return full * (per_chunk // self.batch_size) + rest // self.batch_size
+        return full * math.ceil(per_chunk / self.batch_size) + math.ceil(rest / self.batch_size)
+
+
+def build_dataloader(
+    entries: Sequence[ManifestEntry],
+    tokenizer: Tokenizer | None,
+    sample_rate: int,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = 0,
+    seed: int = 0,
+    drop_last: bool = False,
+    semi_sorted: bool = False,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader yielding :func:`collate_audio_text` batches.
+
+    Args:
+        entries: manifest entries (already filtered).
+        tokenizer: text -> ids (None: empty token sequences).
+        sample_rate: audio rate in Hz.
+        batch_size: utterances per batch.
+        shuffle: reshuffle every epoch (training); False keeps manifest order (evaluation).
+        num_workers: loader processes (0: load in the main process).
+        seed: shuffling seed (same seed: same batches, epoch by epoch).
+        drop_last: drop short batches (see :class:`DurationBatchSampler`).
+        semi_sorted: group utterances of similar duration (less padding; needs shuffle).
+        pin_memory: pin batches for faster host-to-GPU copies.
+
+    Returns:
+        DataLoader over batches dict(audio (B, Lmax) float32, audio_lengths (B,) int64,
+        tokens (B, Umax) int64, token_lengths (B,) int64, indices (B,) int64). Its
+        ``batch_sampler`` is a :class:`DurationBatchSampler`.
+    """
+    dataset = AudioToTextDataset(entries, tokenizer, sample_rate)
+    sampler = DurationBatchSampler(dataset.durations, batch_size, shuffle=shuffle, seed=seed,
+                                   drop_last=drop_last, semi_sorted=semi_sorted)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_audio_text,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )
