@@ -17,7 +17,9 @@ from torch import Tensor
 _CHUNK_ELEMS = 1 << 18
 
 
-def joint_log_probs(logits: Tensor, index: Tensor, blank: int) -> Tuple[Tensor, Tensor]:
+def joint_log_probs(
+    logits: Tensor, index: Tensor, blank: int, inplace_grad: bool = False
+) -> Tuple[Tensor, Tensor]:
     """Normalised log-probs of the blank and of one chosen class per lattice cell.
 
     Args:
@@ -25,6 +27,9 @@ def joint_log_probs(logits: Tensor, index: Tensor, blank: int) -> Tuple[Tensor, 
       index: (B, T, U) or broadcastable to it, int64 in [0, C): the class whose log-prob is
         returned in ``lp_sym`` for each cell.
       blank: the blank / termination class, 0 <= blank < C.
+      inplace_grad: write the gradient into ``logits``' own memory during backward (only for
+        contiguous float32/float64 ``logits``; otherwise ignored). Saves one (B, T, U, C)
+        buffer, but ``logits`` holds its gradient afterwards.
 
     Returns:
       (lp_blank, lp_sym), each (B, T, U), float32 (float64 for float64 logits):
@@ -33,7 +38,7 @@ def joint_log_probs(logits: Tensor, index: Tensor, blank: int) -> Tuple[Tensor, 
     Raises:
       ValueError: if ``logits`` holds a NaN or an infinity.
     """
-    return _JointLogProbs.apply(logits, index, blank)
+    return _JointLogProbs.apply(logits, index, blank, inplace_grad)
 
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -42,7 +47,7 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
 
 class _JointLogProbs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits: Tensor, index: Tensor, blank: int):
+    def forward(ctx, logits: Tensor, index: Tensor, blank: int, inplace_grad: bool):
         B, T, U, C = logits.shape
         wdt = _work_dtype(logits.dtype)
         x = logits.contiguous().view(-1, C)
@@ -70,6 +75,7 @@ class _JointLogProbs(torch.autograd.Function):
         lp_sym = torch.gather(x, 1, idx).view(N).to(wdt) - lse
         ctx.save_for_backward(logits, idx, lse)
         ctx.blank = blank
+        ctx.inplace = inplace_grad and logits.dtype == wdt and logits.is_contiguous()
         return lp_blank.view(B, T, U), lp_sym.view(B, T, U)
 
     @staticmethod
@@ -82,7 +88,8 @@ class _JointLogProbs(torch.autograd.Function):
         gb = g_blank.reshape(N).to(wdt) if g_blank is not None else torch.zeros(N, dtype=wdt)
         gs = g_sym.reshape(N).to(wdt) if g_sym is not None else torch.zeros(N, dtype=wdt)
         w = -(gb + gs)
-        grad = torch.empty_like(x)
+        # in place: each chunk of logits is read once, then overwritten by its gradient
+        grad = x if ctx.inplace else torch.empty_like(x)
         g2 = grad if grad.dtype == wdt else None
         rows = max(1, _CHUNK_ELEMS // max(C, 1))
         blank = ctx.blank
@@ -99,4 +106,4 @@ class _JointLogProbs(torch.autograd.Function):
             gc.scatter_add_(1, idx[r0:r1], gs[r0:r1, None])
             if g2 is None:
                 grad[r0:r1] = gc
-        return grad.view(B, T, U, C), None, None
+        return grad.view(B, T, U, C), None, None, None

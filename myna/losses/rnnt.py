@@ -61,7 +61,10 @@ def rnnt_loss(
     rnnt_type: str = "regular",
     delay_penalty: float = 0.0,
     reduction: Optional[str] = "mean",
-) -> Tensor:
+    return_grad: bool = False,
+    *,
+    inplace_grad: bool = False,
+) -> Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]:
     """The RNN-T loss from the full joiner output.
 
     Args:
@@ -74,11 +77,20 @@ def rnnt_loss(
       rnnt_type: "regular" | "modified" | "constrained".
       delay_penalty: constant rewarding early symbol emission (k2 issue 955); 0 disables it.
       reduction: "none" | "mean" | "sum".
+      return_grad: also return the arc occupancies ``(px_grad, py_grad)``, see
+        :func:`rnnt_loss_simple`.
 
     Returns:
-      Loss: (B,) for reduction "none", else a scalar.
+      Loss: (B,) for reduction "none", else a scalar; ``(loss, (px_grad, py_grad))`` with
+      ``return_grad``.
 
-    Memory: besides ``logits`` and its gradient, only (B, T, S+1)-sized tensors are created.
+      inplace_grad: (myna only, keyword) the backward pass overwrites ``logits`` with its own
+        gradient instead of allocating a second (B, T, S+1, C) buffer, as optimized_transducer
+        does. Use it only when nothing reads ``logits`` after backward (float32/float64
+        contiguous logits; ignored otherwise).
+
+    Memory: besides ``logits`` and its gradient, only (B, T, S+1)-sized tensors are created;
+    with ``inplace_grad`` the gradient shares ``logits``' memory.
     """
     _check_common(rnnt_type, reduction, termination_symbol, logits.shape[-1])
     if logits.ndim != 4:
@@ -88,11 +100,11 @@ def rnnt_loss(
     _check_symbols(symbols, B, S, C)
     # cell (t, s) needs the class of symbol s; the last row (s = S) only needs the blank.
     index = torch.cat((symbols, symbols.new_full((B, 1), termination_symbol)), dim=1)
-    lp_blank, lp_sym = joint_log_probs(logits, index.unsqueeze(1), termination_symbol)
+    lp_blank, lp_sym = joint_log_probs(logits, index.unsqueeze(1), termination_symbol, inplace_grad)
     py = lp_blank.transpose(1, 2)  # (B, S+1, T)
     px = lp_sym[:, :, :S].transpose(1, 2)  # (B, S, T)
     px, py = _finish_px_py(px, py, boundary, rnnt_type)
-    return _score(px, py, boundary, rnnt_type, delay_penalty, reduction, False)
+    return _score(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
 
 
 # --------------------------------------------------------------------------- simple losses
@@ -331,7 +343,8 @@ def rnnt_loss_pruned(
     rnnt_type: str = "regular",
     delay_penalty: float = 0.0,
     reduction: Optional[str] = "mean",
-) -> Tensor:
+    return_grad: bool = False,
+) -> Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]:
     """The RNN-T loss over the pruned band only.
 
     Args:
@@ -339,11 +352,13 @@ def rnnt_loss_pruned(
         output on the band, ``logits[b, t, k]`` belonging to symbol position ``ranges[b, t, k]``.
       symbols: (B, S) int64 in [0, C).
       ranges: (B, T, s_range) int64 from :func:`get_rnnt_prune_ranges`.
-      termination_symbol, boundary, rnnt_type, delay_penalty, reduction: see :func:`rnnt_loss`.
+      termination_symbol, boundary, rnnt_type, delay_penalty, reduction, return_grad: see
+        :func:`rnnt_loss`.
 
     Returns:
-      Loss: (B,) for reduction "none", else a scalar. Arcs outside the band have log-prob
-      -inf; with ``s_range >= S + 1`` this equals :func:`rnnt_loss`.
+      Loss: (B,) for reduction "none", else a scalar (with ``return_grad``, also the arc
+      occupancies on the full (S+1, T+1) lattice). Arcs outside the band have log-prob -inf;
+      with ``s_range >= S + 1`` this equals :func:`rnnt_loss`.
     """
     _check_common(rnnt_type, reduction, termination_symbol, logits.shape[-1])
     if logits.ndim != 4 or ranges.shape != logits.shape[:3]:
@@ -364,7 +379,7 @@ def rnnt_loss_pruned(
     px = torch.scatter(neg, 2, ranges, lp_sym)[:, :, :S].transpose(1, 2)  # (B, S, T)
     py = torch.scatter(neg, 2, ranges, lp_blank).transpose(1, 2)  # (B, S+1, T)
     px, py = _finish_px_py(px, py, boundary, rnnt_type)
-    return _score(px, py, boundary, rnnt_type, delay_penalty, reduction, False)
+    return _score(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
 
 
 # --------------------------------------------------------------------------- myna conveniences
@@ -378,6 +393,8 @@ def transducer_loss(
     blank: int,
     reduction: str = "mean",
     rnnt_type: str = "regular",
+    *,
+    inplace_grad: bool = False,
 ) -> Tensor:
     """Full RNN-T loss with lengths instead of a boundary (the Transducer model's entry point).
 
@@ -391,12 +408,14 @@ def transducer_loss(
       reduction: "mean" (mean over utterances: NeMo's ``mean_batch``, k2's ``mean``),
         "sum" or "none".
       rnnt_type: "regular" | "modified" | "constrained".
+      inplace_grad: backward overwrites ``logits`` with its gradient (saves one logits-sized
+        buffer); only when nothing reads ``logits`` after backward. See :func:`rnnt_loss`.
 
     Returns:
       Loss: (B,) for reduction "none", else a scalar.
     """
     boundary, symbols = _boundary_and_symbols(targets, logit_lengths, target_lengths, blank, logits.shape[1])
-    return rnnt_loss(logits, symbols, blank, boundary, rnnt_type, 0.0, reduction)
+    return rnnt_loss(logits, symbols, blank, boundary, rnnt_type, 0.0, reduction, inplace_grad=inplace_grad)
 
 
 def pruned_transducer_loss(

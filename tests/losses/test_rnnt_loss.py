@@ -393,6 +393,25 @@ def test_half_precision_inputs_are_computed_in_float32(dtype):
                  rtol=1e-6)
 
 
+def test_inplace_grad_writes_the_same_gradient_into_the_logits():
+    g, symbols, boundary = make_case(seed=20)
+    am = torch.randn(3, 6, 7, generator=g, requires_grad=True)
+    lm = torch.randn(3, 5, 7, generator=g, requires_grad=True)
+    logits = am[:, :, None] + lm[:, None]
+    rnnt_loss(logits.detach(), symbols, BLANK, boundary)  # no grad needed: nothing is written
+    loss = rnnt_loss(logits, symbols, BLANK, boundary, inplace_grad=True)
+    loss.backward()
+    grads = am.grad.clone(), lm.grad.clone()
+    am.grad = lm.grad = None
+    leaf = (am[:, :, None] + lm[:, None]).detach().requires_grad_()
+    ref = rnnt_loss(leaf, symbols, BLANK, boundary)
+    ref.backward()
+    assert_close(logits.detach(), leaf.grad, rtol=1e-6, atol=1e-7)  # logits now hold the gradient
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(grads[0], leaf.grad.sum(2))
+    torch.testing.assert_close(grads[1], leaf.grad.sum(1))
+
+
 # --------------------------------------------------------------------------- edge cases
 
 
