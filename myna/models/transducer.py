@@ -135,9 +135,9 @@ class TransducerModel(nn.Module):
         f = self.joint.project_encoder(encoded)
         g = self.joint.project_prediction(pred_out)
         simple, pruned = rnnt_losses.pruned_transducer_loss(
-            am, lm, f, g, self.joint.joint_after_projection, targets, encoded_lengths, token_lengths,
+            am, lm, self.joint.joint_after_projection, targets, encoded_lengths, token_lengths,
             blank=self.blank_id, s_range=cfg.s_range, lm_only_scale=cfg.lm_only_scale,
-            am_only_scale=cfg.am_only_scale, reduction="mean")
+            am_only_scale=cfg.am_only_scale, reduction="mean", joiner_am=f, joiner_lm=g)
         simple_scale, pruned_scale = self.pruned_loss_weights(step)
         loss = simple_scale * simple + pruned_scale * pruned
         return {"loss": loss, "simple_loss": simple, "pruned_loss": pruned}

@@ -105,8 +105,6 @@ def _trainer_kwargs(cfg: DictConfig) -> dict:
     if isinstance(trainer.get("val_check_interval"), int):
         # An integer interval counts optimizer steps across epochs.
         trainer["check_val_every_n_epoch"] = None
-    if trainer.get("accelerator") == "auto":
-        trainer["accelerator"] = "auto"
     return trainer
 
 
@@ -134,7 +132,7 @@ def train(cfg: DictConfig) -> Path:
     task = ASRTask(model, OmegaConf.to_container(cfg.model.optim, resolve=True), max_steps=max_steps,
                    compute_eval_loss=bool(cfg.model.compute_eval_loss))
 
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     em = cfg.exp_manager

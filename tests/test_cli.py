@@ -1,0 +1,92 @@
+"""The command-line contract, end to end on a few bundled utterances: train, resume, evaluate, transcribe."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from myna.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO / "data" / "espeak_digits"
+
+
+def _subset(src: Path, dst: Path, n: int) -> Path:
+    lines = src.read_text().splitlines()[:n]
+    rows = [json.loads(line) for line in lines]
+    for row in rows:
+        row["audio_filepath"] = str(CORPUS / row["audio_filepath"])
+    dst.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    train = _subset(CORPUS / "train.json", tmp / "train.json", 24)
+    dev = _subset(CORPUS / "dev.json", tmp / "dev.json", 8)
+    exp = tmp / "exp"
+    args = ["train", str(REPO / "conf" / "contextnet_rnnt_dummy.yaml"),
+            f"model.train_ds.manifest_filepath={train}", f"model.validation_ds.manifest_filepath={dev}",
+            f"exp_manager.exp_dir={exp}", "trainer.max_steps=3", "trainer.val_check_interval=3",
+            "model.train_ds.batch_size=8", "model.tokenizer.vocab_size=24", "exp_manager.checkpoint_every_n_steps=2",
+            "trainer.enable_progress_bar=false"]
+    assert main(args) == 0
+    return tmp, exp, args
+
+
+def test_train_leaves_model_config_tokenizer_checkpoints_logs_and_curve(trained):
+    _, exp, _ = trained
+    for name in ["contextnet_rnnt_dummy.nemo", "config.yaml", "tokenizer/tokenizer.model", "checkpoints/last.ckpt",
+                 "logs/metrics.csv", "learning_curve.png"]:
+        assert (exp / name).is_file(), name
+    assert (exp / "checkpoints" / "step2.ckpt").is_file()
+    assert not list(exp.rglob("*.tmp"))
+
+
+def test_rerun_resumes_from_last_checkpoint(trained, caplog):
+    _, exp, args = trained
+    caplog.set_level("INFO")
+    assert main(args[:-1] + ["trainer.max_steps=4", "trainer.enable_progress_bar=false"]) == 0
+    assert "resuming from" in caplog.text
+    import torch
+
+    ckpt = torch.load(exp / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 4
+
+
+def test_evaluate_prints_wer_and_cer(trained, capsys):
+    tmp, exp, _ = trained
+    test = _subset(CORPUS / "test.json", tmp / "test.json", 6)
+    out = tmp / "hyps.jsonl"
+    assert main(["evaluate", "--model", str(exp / "contextnet_rnnt_dummy.nemo"), "--manifest", str(test),
+                 "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"^WER: \d+\.\d\d%$", printed, re.M)
+    assert re.search(r"^CER: \d+\.\d\d%$", printed, re.M)
+    assert len(out.read_text().splitlines()) == 6
+
+
+def test_transcribe_prints_one_line_per_file(trained, capsys):
+    _, exp, _ = trained
+    rows = [json.loads(line) for line in (CORPUS / "test.json").read_text().splitlines()[:2]]
+    files = [str(CORPUS / r["audio_filepath"]) for r in rows]
+    assert main(["transcribe", "--model", str(exp / "contextnet_rnnt_dummy.nemo"), *files]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == files
+
+
+def test_broken_manifest_line_is_reported_with_file_and_line(trained, capsys, tmp_path):
+    _, exp, _ = trained
+    bad = tmp_path / "bad.json"
+    good = (CORPUS / "test.json").read_text().splitlines()[0]
+    bad.write_text(good + "\n{not json\n")
+    assert main(["evaluate", "--model", str(exp / "contextnet_rnnt_dummy.nemo"), "--manifest", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json" in err and "2" in err
+
+
+def test_unknown_override_fails_with_the_key(capsys):
+    assert main(["train", str(REPO / "conf" / "contextnet_rnnt_dummy.yaml"), "model.train_ds.batchsize=3"]) == 2
+    assert "model.train_ds.batchsize" in capsys.readouterr().err
