@@ -263,6 +263,7 @@ class ConformerEncoder(nn.Module):
         """
         if lengths is None:
             lengths = torch.full((features.size(0),), features.size(1), dtype=torch.int64, device=features.device)
+        lengths = lengths.to(features.device)
         if isinstance(self.pre_encode, ConvSubsampling):
             x, lengths = self.pre_encode(features, lengths)
         else:

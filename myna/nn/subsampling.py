@@ -117,7 +117,9 @@ class ConvSubsampling(nn.Module):
                     nn.ReLU(),
                 ]
         self.conv = nn.Sequential(*layers)
-        freq_out = int(self.output_lengths(torch.tensor([feat_in]))[0])
+        freq_out = feat_in  # plain Python so that building on the meta device works
+        for _ in range(self._sampling_num):
+            freq_out = math.floor((freq_out + self._left + self._right - self._kernel_size) / self._stride) + 1
         self.out = nn.Linear(conv_channels * freq_out, feat_out)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
