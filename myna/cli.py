@@ -39,8 +39,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from myna.evaluate import evaluate_manifest
     from myna.models.io import load_model
 
+    if args.lm is None and args.lm_weight:
+        raise ValueError(f"--lm-weight {args.lm_weight} given without --lm")
     model = load_model(args.model)
-    result = evaluate_manifest(model, args.manifest, batch_size=args.batch_size, output=args.output)
+    result = evaluate_manifest(model, args.manifest, batch_size=args.batch_size, output=args.output,
+                               strategy=args.decoding, beam_size=args.beam_size, lm=args.lm,
+                               lm_weight=args.lm_weight, lm_unit=args.lm_unit)
+    print(f"decoding: {args.decoding}" + (f" (beam {args.beam_size})" if "beam" in args.decoding else "")
+          + (f" + LM {args.lm} (weight {args.lm_weight}, {args.lm_unit}-level)" if args.lm else ""))
     print(f"WER: {100 * result.rates.wer:.2f}%")
     print(f"CER: {100 * result.rates.cer:.2f}%")
     print(f"substitutions={result.rates.substitutions} insertions={result.rates.insertions} "
@@ -96,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, help="NeMo JSON-lines manifest with reference text")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--output", help="write per-utterance hypotheses here (JSON lines)")
+    p.add_argument("--decoding", default="greedy", choices=["greedy", "modified_beam", "beam", "ctc_greedy", "ctc_beam"],
+                   help="search: batched greedy, modified beam (<= 1 label per frame), beam (ALSD), or the CTC head's")
+    p.add_argument("--beam-size", type=int, default=4)
+    p.add_argument("--lm", help="ARPA n-gram for shallow fusion (beam strategies)")
+    p.add_argument("--lm-weight", type=float, default=0.0, help="weight of the LM's ln-probabilities")
+    p.add_argument("--lm-unit", default="word", choices=["word", "token"],
+                   help="the LM's words are words (scored at '\u2581' boundaries) or tokenizer pieces")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("transcribe", help="print one transcript per audio file")

@@ -1,4 +1,15 @@
-"""Evaluation and transcription with a loaded model: batched greedy decoding, WER/CER, RTFx."""
+"""Evaluation and transcription with a loaded model: batched decoding (greedy or beam), WER/CER, RTFx.
+
+:func:`evaluate_manifest` decodes a NeMo manifest with any strategy of :func:`myna.decoding.decode`
+(optionally with an ARPA n-gram fused in) and writes one JSON line per utterance::
+
+    {"id": ..., "audio_filepath": ..., "reference": ..., "hypothesis": ..., "word_errors": 2,
+     "reference_words": 5, "wer_contribution": 0.004, "duration": 1.9}
+
+``wer_contribution`` is the utterance's word errors over the corpus's reference words, so the
+column sums to the corpus WER and sorting by it lists the utterances that cost the most.
+RTFx counts featurizer, encoder and search (not audio loading).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +24,7 @@ from tqdm import tqdm
 
 from myna.audio import load_audio
 from myna.data.manifest import read_manifest
+from myna.decoding import decode
 from myna.metrics import ErrorRates, error_rates
 
 __all__ = ["EvaluationResult", "evaluate_manifest", "transcribe_files", "pad_batch"]
@@ -45,11 +57,29 @@ def _sample_rate(model) -> int:
 
 
 def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output: str | Path | None = None,
-                      progress: bool = True) -> EvaluationResult:
-    """Greedy-decode every utterance of a manifest and score it against the manifest text."""
+                      progress: bool = True, strategy: str = "greedy", beam_size: int = 4, lm=None,
+                      lm_weight: float = 0.0, lm_unit: str = "word", **decode_options) -> EvaluationResult:
+    """Decode every utterance of a manifest and score it against the manifest text.
+
+    Args:
+        model: a Transducer model (``featurize``, ``encoder``, ``tokenizer``, see :func:`myna.decoding.decode`).
+        manifest: NeMo JSON-lines manifest with ``text``.
+        batch_size: utterances per batch (sorted by duration to reduce padding).
+        output: write per-utterance JSON lines here (see the module docstring).
+        progress: show a progress bar.
+        strategy: ``greedy``, ``modified_beam``, ``beam`` (or ``ctc_greedy``/``ctc_beam``).
+        beam_size, lm, lm_weight, lm_unit, decode_options: passed to :func:`myna.decoding.decode`;
+            an ARPA path in ``lm`` is read once here.
+    """
     model.eval()
     entries = read_manifest(manifest)
     sample_rate = _sample_rate(model)
+    if lm is not None and not hasattr(lm, "token_scores"):
+        from myna.decoding.lm import load_lm_scorer
+
+        if getattr(model, "tokenizer", None) is None:
+            raise ValueError("LM fusion needs the model's tokenizer")
+        lm = load_lm_scorer(lm, model.tokenizer.pieces, lm_unit)
     refs, hyps = [], []
     audio_seconds = compute_seconds = 0.0
     order = sorted(range(len(entries)), key=lambda i: entries[i].duration)  # less padding
@@ -61,7 +91,11 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output:
         audio, lengths = pad_batch(waves)
         audio_seconds += float(lengths.sum()) / sample_rate
         began = time.perf_counter()
-        decoded = model.transcribe(audio, lengths)
+        with torch.inference_mode():
+            features, feature_lengths = model.featurize(audio, lengths)
+            encoded, encoded_lengths = model.encoder(features, feature_lengths)
+            decoded = decode(model, encoded, encoded_lengths, strategy=strategy, beam_size=beam_size, lm=lm,
+                             lm_weight=lm_weight, lm_unit=lm_unit, **decode_options)
         compute_seconds += time.perf_counter() - began
         for i, hyp in zip(chunk, decoded):
             results[i] = hyp.text or ""
@@ -70,12 +104,18 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output:
         hyps.append(results[i])
     rates = error_rates(refs, hyps)
     if output is not None:
+        total_words = max(rates.reference_words, 1)
         with open(output, "w") as handle:
             for entry, ref, hyp in zip(entries, refs, hyps):
                 utt = error_rates([ref], [hyp])
-                handle.write(json.dumps({"audio_filepath": str(entry.audio_filepath), "reference": ref,
-                                         "hypothesis": hyp, "word_errors": utt.substitutions + utt.insertions + utt.deletions,
-                                         "reference_words": utt.reference_words}) + "\n")
+                errors = utt.substitutions + utt.insertions + utt.deletions
+                extra = entry.extra or {}
+                utt_id = extra.get("utt_id") or extra.get("id") or Path(str(entry.audio_filepath)).stem
+                handle.write(json.dumps({"id": utt_id, "audio_filepath": str(entry.audio_filepath), "reference": ref,
+                                         "hypothesis": hyp, "word_errors": errors,
+                                         "reference_words": utt.reference_words,
+                                         "wer_contribution": errors / total_words,
+                                         "duration": entry.duration}) + "\n")
     return EvaluationResult(rates, len(entries), audio_seconds, compute_seconds)
 
 
