@@ -91,9 +91,11 @@ DEFAULTS: dict[str, Any] = {
             "warm_step": 2000,
         },
         "decoding": {
-            "strategy": "greedy_batch",
+            "strategy": "greedy_batch",  # validation decoding
+            "final_strategy": "modified_beam",  # the final test evaluation (myna.decoding.decode)
             "greedy": {"max_symbols": 10},
-            "beam": {},
+            # NeMo's names; ngram_lm_model: ARPA path, ngram_lm_alpha: its shallow-fusion weight
+            "beam": {"beam_size": 4, "score_norm": True, "ngram_lm_model": None, "ngram_lm_alpha": 0.0},
         },
         "optim": {
             "name": "adamw",
