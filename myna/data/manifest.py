@@ -179,7 +179,8 @@ def _parse_item(item: dict, base: Path, where: str, text_field: str, require_tex
     if "duration" not in item:
         raise ManifestError(f"{where}: missing required key 'duration' ({audio})")
     duration = _seconds(item.pop("duration"), "duration", where)
-    offset = _seconds(item.pop("offset", 0.0), "offset", where) if "offset" in item else 0.0
+    offset = item.pop("offset", None)  # absent or null: from the start, as NeMo
+    offset = 0.0 if offset is None else _seconds(offset, "offset", where)
     if text_field in item:
         text = item.pop(text_field)
         if not isinstance(text, str):

@@ -31,13 +31,13 @@ def test_read_manifest_resolves_relative_paths_against_manifest_folder(tmp_path)
     manifest = _write_lines(tmp_path / "sub" / "m.json", [
         _item(audio_filepath="audio/x.wav", offset=0.5, speaker="s1"),
         "",
-        _item(audio_filepath="/abs/y.wav", text="two"),
+        _item(audio_filepath="/abs/y.wav", text="two", offset=None),
     ])
     entries = read_manifest(manifest)
     assert [e.audio_filepath for e in entries] == [str(tmp_path / "sub" / "audio" / "x.wav"),
                                                    "/abs/y.wav"]
     assert entries[0].offset == 0.5 and entries[0].extra == {"speaker": "s1"}
-    assert entries[1].line == 3 and entries[1].text == "two"
+    assert entries[1].line == 3 and entries[1].text == "two" and entries[1].offset == 0.0
 
 
 def test_read_manifest_accepts_comma_separated_and_list(tmp_path):
