@@ -39,7 +39,7 @@ def trained(tmp_path_factory):
 def test_train_leaves_model_config_tokenizer_checkpoints_logs_and_curve(trained):
     _, exp, _ = trained
     for name in ["contextnet_rnnt_dummy.nemo", "config.yaml", "tokenizer/tokenizer.model", "checkpoints/last.ckpt",
-                 "logs/metrics.csv", "learning_curve.png"]:
+                 "logs/version_0/metrics.csv", "learning_curve.png"]:
         assert (exp / name).is_file(), name
     assert (exp / "checkpoints" / "step2.ckpt").is_file()
     assert not list(exp.rglob("*.tmp"))
@@ -54,6 +54,8 @@ def test_rerun_resumes_from_last_checkpoint(trained, caplog):
 
     ckpt = torch.load(exp / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 4
+    assert (exp / "logs" / "version_1" / "metrics.csv").is_file()  # the first run's log is kept
+    assert (exp / "logs" / "version_0" / "metrics.csv").is_file()
 
 
 def test_evaluate_prints_wer_and_cer(trained, capsys):

@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Sequence
 
 __all__ = ["read_metrics", "plot_learning_curve"]
 
 
-def read_metrics(metrics_csv: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """Series name -> [(step, value)] from a Lightning ``metrics.csv``."""
-    series: dict[str, list[tuple[int, float]]] = {}
-    with open(metrics_csv, newline="") as handle:
-        for row in csv.DictReader(handle):
-            step = row.get("step")
-            if step in (None, ""):
-                continue
-            for key, value in row.items():
-                if key in ("step", "epoch") or value in (None, ""):
+def read_metrics(metrics_csvs: str | Path | Sequence[str | Path]) -> dict[str, list[tuple[int, float]]]:
+    """Series name -> [(step, value)] sorted by step, from one or several Lightning ``metrics.csv``
+    (a resumed run writes a new file; later files win for steps they repeat)."""
+    if isinstance(metrics_csvs, (str, Path)):
+        metrics_csvs = [metrics_csvs]
+    merged: dict[str, dict[int, float]] = {}
+    for metrics_csv in metrics_csvs:
+        with open(metrics_csv, newline="") as handle:
+            for row in csv.DictReader(handle):
+                step = row.get("step")
+                if step in (None, ""):
                     continue
-                series.setdefault(key, []).append((int(step), float(value)))
-    return series
+                for key, value in row.items():
+                    if key in ("step", "epoch") or value in (None, ""):
+                        continue
+                    merged.setdefault(key, {})[int(step)] = float(value)
+    return {key: sorted(values.items()) for key, values in merged.items()}
 
 
-def plot_learning_curve(metrics_csv: str | Path, png_path: str | Path) -> Path:
+def plot_learning_curve(metrics_csv: str | Path | Sequence[str | Path], png_path: str | Path) -> Path:
     """Plot training loss (left axis) and validation WER in % (right axis) against the step."""
     import matplotlib
 

@@ -6,7 +6,7 @@ The run folder (``exp_manager.exp_dir``) holds:
 - ``tokenizer/``: the tokenizer (trained from the training manifest when the recipe names none),
 - ``checkpoints/``: Lightning checkpoints (``last.ckpt`` for resuming, one every
   ``exp_manager.checkpoint_every_n_steps`` steps), written atomically,
-- ``logs/``: TensorBoard events and ``metrics.csv``,
+- ``logs/version_N/``: TensorBoard events and ``metrics.csv``, one folder per (resumed) run,
 - ``learning_curve.png``: loss and validation WER per step,
 - ``<name>.nemo``: the final model, a .nemo-layout archive that ``myna.load`` reads.
 """
@@ -100,6 +100,11 @@ class _unlocked:
         OmegaConf.set_readonly(self.cfg, self.flag)
 
 
+def _next_log_version(logs: Path) -> str:
+    taken = [int(p.name[8:]) for p in logs.glob("version_*") if p.name[8:].isdigit()]
+    return f"version_{max(taken, default=-1) + 1}"
+
+
 def _trainer_kwargs(cfg: DictConfig) -> dict:
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     if isinstance(trainer.get("val_check_interval"), int):
@@ -137,10 +142,12 @@ def train(cfg: DictConfig) -> Path:
 
     em = cfg.exp_manager
     loggers = []
+    # Each run (and each resumed run) logs into its own logs/version_N, so history is kept.
+    version = _next_log_version(exp_dir / "logs")
     if em.create_csv_logger:
-        loggers.append(CSVLogger(exp_dir, name="logs", version=""))
+        loggers.append(CSVLogger(exp_dir, name="logs", version=version))
     if em.create_tensorboard_logger:
-        loggers.append(TensorBoardLogger(exp_dir, name="logs", version="", default_hp_metric=False))
+        loggers.append(TensorBoardLogger(exp_dir, name="logs", version=version, default_hp_metric=False))
     ckpt_dir = exp_dir / "checkpoints"
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False,
@@ -158,8 +165,14 @@ def train(cfg: DictConfig) -> Path:
 
     model_path = save_model(model, cfg, exp_dir / f"{cfg.name}.nemo")
     log.info("final model written to %s", model_path)
-    metrics_csv = exp_dir / "logs" / "metrics.csv"
-    if em.plot_learning_curve and metrics_csv.is_file():
-        png = plot_learning_curve(metrics_csv, exp_dir / "learning_curve.png")
+    metrics = sorted((exp_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
+    if em.plot_learning_curve and metrics:
+        png = plot_learning_curve(metrics, exp_dir / "learning_curve.png")
         log.info("learning curve: %s", png)
+    for path in _manifests(cfg.model.test_ds.manifest_filepath):
+        from myna.evaluate import evaluate_manifest
+
+        result = evaluate_manifest(model.eval(), path, batch_size=cfg.model.test_ds.batch_size,
+                                   progress=bool(cfg.trainer.enable_progress_bar))
+        print(f"test {path}: {result.rates.summary()}", flush=True)
     return model_path
