@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from myna.audio import AudioError, load_audio
 from myna.data.manifest import ManifestEntry
+from myna.data.resumable import ResumableDataLoader
 
 __all__ = ["AudioToTextDataset", "collate_audio_text", "DurationBatchSampler", "build_dataloader"]
 
@@ -151,6 +152,7 @@ class DurationBatchSampler(Sampler[list[int]]):
         self.semi_sorted = semi_sorted and shuffle
         self.chunk_batches = chunk_batches
         self.epoch = 0
+        self.skip_batches = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -187,7 +189,8 @@ class DurationBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self.batches()
+        # skip_batches: set by ResumableDataLoader to resume in the middle of this epoch.
+        batches = self.batches()[self.skip_batches:]
         self.epoch += 1
         return iter(batches)
 
@@ -234,7 +237,7 @@ def build_dataloader(
     dataset = AudioToTextDataset(entries, tokenizer, sample_rate)
     sampler = DurationBatchSampler(dataset.durations, batch_size, shuffle=shuffle, seed=seed,
                                    drop_last=drop_last, semi_sorted=semi_sorted)
-    return DataLoader(
+    return ResumableDataLoader(
         dataset,
         batch_sampler=sampler,
         collate_fn=collate_audio_text,

@@ -53,8 +53,8 @@ def make_loader(ds_cfg: DictConfig, tokenizer, train: bool, seed: int, name: str
     entries = []
     for path in paths:
         entries.extend(read_manifest(path, text_field=ds_cfg.text_field))
-    entries, report = filter_entries(entries, min_duration=ds_cfg.min_duration, max_duration=ds_cfg.max_duration)
-    log.info("model.%s: %s", name, report)
+    entries, report = filter_entries(entries, min_duration=ds_cfg.min_duration, max_duration=ds_cfg.max_duration,
+                                     name=f"model.{name}")
     if not entries:
         raise ValueError(f"model.{name}: no utterances left after filtering {paths} ({report})")
     return build_dataloader(
