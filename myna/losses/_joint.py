@@ -55,14 +55,24 @@ class _JointLogProbs(torch.autograd.Function):
         idx = index.expand(B, T, U).reshape(N, 1)
         lse = torch.empty(N, dtype=wdt, device=x.device)
         rows = max(1, _CHUNK_ELEMS // max(C, 1))
-        lows = []
-        for r0 in range(0, N, rows):
-            xc = x[r0 : r0 + rows]
+        # Everything the loop writes is preallocated: per-chunk allocations that outlive the
+        # chunk (even 0-d ones) fragment the heap around the freed chunk temporaries.
+        n_chunks = (N + rows - 1) // rows
+        lows = torch.empty(n_chunks, dtype=wdt, device=x.device)
+        row_max = torch.empty(rows, 1, dtype=wdt, device=x.device)
+        tmp = torch.empty(rows, C, dtype=wdt, device=x.device)
+        for i, r0 in enumerate(range(0, N, rows)):
+            r1 = min(r0 + rows, N)
+            xc, mx, tc, out = x[r0:r1], row_max[: r1 - r0], tmp[: r1 - r0], lse[r0:r1]
             if xc.dtype != wdt:
-                xc = xc.to(wdt)
-            lows.append(torch.amin(xc))
-            torch.logsumexp(xc, dim=1, out=lse[r0 : r0 + rows])
-        if N and not (bool(torch.isfinite(torch.stack(lows)).all()) and bool(torch.isfinite(lse).all())):
+                tc.copy_(xc)
+                xc = tc
+            torch.amin(xc, dim=(0, 1), out=lows[i])
+            torch.amax(xc, dim=1, keepdim=True, out=mx)
+            torch.sub(xc, mx, out=tc)
+            torch.sum(tc.exp_(), dim=1, out=out)
+            out.log_().add_(mx.view(-1))
+        if N and not (bool(torch.isfinite(lows).all()) and bool(torch.isfinite(lse).all())):
             bad = (~torch.isfinite(x)).nonzero()[0].tolist()
             row = bad[0]
             b, rem = divmod(row, T * U)
@@ -90,20 +100,21 @@ class _JointLogProbs(torch.autograd.Function):
         w = -(gb + gs)
         # in place: each chunk of logits is read once, then overwritten by its gradient
         grad = x if ctx.inplace else torch.empty_like(x)
-        g2 = grad if grad.dtype == wdt else None
         rows = max(1, _CHUNK_ELEMS // max(C, 1))
+        tmp = None if grad.dtype == wdt else torch.empty(rows, C, dtype=wdt, device=x.device)
         blank = ctx.blank
         for r0 in range(0, N, rows):
             r1 = min(r0 + rows, N)
-            xc = x[r0:r1]
-            if g2 is not None:
-                gc = g2[r0:r1]
-                torch.sub(xc, lse[r0:r1, None], out=gc)
+            xc, lc = x[r0:r1], lse[r0:r1, None]
+            if tmp is None:
+                gc = grad[r0:r1]
+                torch.sub(xc, lc, out=gc)
             else:
-                gc = xc.to(wdt) - lse[r0:r1, None]
+                gc = tmp[: r1 - r0]
+                torch.sub(gc.copy_(xc), lc, out=gc)
             gc.exp_().mul_(w[r0:r1, None])
             gc[:, blank] += gb[r0:r1]
             gc.scatter_add_(1, idx[r0:r1], gs[r0:r1, None])
-            if g2 is None:
-                grad[r0:r1] = gc
+            if tmp is not None:
+                grad[r0:r1].copy_(gc)
         return grad.view(B, T, U, C), None, None, None
