@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from myna.features import build_preprocessor, build_spec_augment
+from myna.models.ctc import CTCModel
 from myna.models.transducer import TransducerLossConfig, TransducerModel
 from myna.nn.contextnet import ContextNetEncoder
 from myna.nn.conformer import ConformerEncoder
@@ -40,7 +41,10 @@ MODEL_CLASSES = {
     "nemo.collections.asr.models.EncDecRNNTBPEModel": "rnnt",
     "nemo.collections.asr.models.hybrid_rnnt_ctc_bpe_models.EncDecHybridRNNTCTCBPEModel": "hybrid",
     "nemo.collections.asr.models.EncDecHybridRNNTCTCBPEModel": "hybrid",
+    "nemo.collections.asr.models.ctc_bpe_models.EncDecCTCModelBPE": "ctc",
+    "nemo.collections.asr.models.EncDecCTCModelBPE": "ctc",
     "myna.TransducerModel": "rnnt",
+    "myna.CTCModel": "ctc",
 }
 
 
@@ -102,14 +106,21 @@ def build_ctc_head(cfg: Mapping, vocab_size: int, feat_in: int) -> CTCHead:
     return CTCHead(feat_in=cfg.get("feat_in") or feat_in, num_classes=vocab_size)
 
 
-def build_model(model_cfg: Mapping, tokenizer) -> TransducerModel:
-    """A TransducerModel from a NeMo-shaped ``model:`` config and a tokenizer."""
+def build_model(model_cfg: Mapping, tokenizer) -> TransducerModel | CTCModel:
+    """A model from a NeMo-shaped ``model:`` config and a tokenizer.
+
+    A config with a ``joint`` section builds a TransducerModel (hybrid when ``aux_ctc`` is
+    present); one whose ``decoder`` is a ConvASRDecoder builds a CTCModel.
+    """
     model_cfg = _plain(model_cfg)
     vocab_size = tokenizer.vocab_size
     preprocessor = build_preprocessor(model_cfg["preprocessor"])
     spec_cfg = model_cfg.get("spec_augment")
     spec_augment = build_spec_augment(spec_cfg) if spec_cfg else None
     encoder = build_encoder(model_cfg["encoder"])
+    if not model_cfg.get("joint") and (model_cfg.get("decoder") or {}).get("_target_") in CTC_DECODERS:
+        head = build_ctc_head(model_cfg["decoder"], vocab_size, encoder.output_dim)
+        return CTCModel(preprocessor, encoder, head, spec_augment=spec_augment, tokenizer=tokenizer)
     decoder = build_prediction_network(model_cfg["decoder"], vocab_size)
     joint = build_joint(model_cfg["joint"], vocab_size, encoder.output_dim, decoder.output_dim)
     loss_cfg = dict(model_cfg.get("loss") or {})
