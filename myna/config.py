@@ -64,6 +64,10 @@ def _dataset_defaults(shuffle: bool) -> dict[str, Any]:
 DEFAULTS: dict[str, Any] = {
     "name": "myna_model",
     "seed": 1234,
+    # Fine-tuning (NeMo's keys): a path, or {name: {path, include: [...], exclude: [...]}}.
+    # init_from_nemo_model reads a .nemo; init_from_pretrained_model a myna .nemo or .ckpt.
+    "init_from_nemo_model": None,
+    "init_from_pretrained_model": None,
     "model": {
         "sample_rate": 16000,
         "compute_eval_loss": True,
@@ -82,6 +86,7 @@ DEFAULTS: dict[str, Any] = {
         "encoder": {},
         "decoder": {},
         "joint": {},
+        "aux_ctc": None,
         "loss": {
             "name": "full",
             "s_range": 5,
@@ -149,7 +154,10 @@ FREE_FORM_SECTIONS = (
     "model.encoder",
     "model.decoder",
     "model.joint",
+    "model.aux_ctc",
     "model.decoding.beam",
+    "init_from_nemo_model",
+    "init_from_pretrained_model",
 )
 
 

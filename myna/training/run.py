@@ -23,6 +23,7 @@ from myna.config import save_config
 from myna.data.loader import build_dataloader
 from myna.data.manifest import filter_entries, read_manifest
 from myna.models.builder import build_model
+from myna.models.finetune import init_from_checkpoint
 from myna.models.io import save_model
 from myna.text import load_tokenizer, train_sentencepiece
 from myna.training.checkpoint_io import AtomicCheckpointIO
@@ -64,6 +65,62 @@ def make_loader(ds_cfg: DictConfig, tokenizer, train: bool, seed: int, name: str
     )
 
 
+def _init_sources(cfg: DictConfig) -> list[dict]:
+    """[{path, include, exclude}] from ``init_from_nemo_model`` / ``init_from_pretrained_model``."""
+    sources = []
+    for key in ("init_from_nemo_model", "init_from_pretrained_model"):
+        value = cfg.get(key)
+        if value is None:
+            continue
+        value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        if isinstance(value, str):
+            sources.append({"path": value, "include": None, "exclude": None})
+        elif isinstance(value, dict):
+            for name, spec in value.items():
+                if not isinstance(spec, dict) or "path" not in spec:
+                    raise ValueError(f"{key}.{name} needs a 'path' (and optional include/exclude lists)")
+                unknown = sorted(set(spec) - {"path", "include", "exclude"})
+                if unknown:
+                    raise ValueError(f"{key}.{name}: unknown key(s) {unknown}")
+                sources.append({"path": spec["path"], "include": spec.get("include"), "exclude": spec.get("exclude")})
+        else:
+            raise ValueError(f"{key} must be a path or a mapping, got {value!r}")
+    return sources
+
+
+_ARCHITECTURE_SECTIONS = ("preprocessor", "encoder", "decoder", "joint", "aux_ctc")
+
+
+def _adopt_pretrained_architecture(cfg: DictConfig, exp_dir: Path) -> None:
+    """With an init source and no ``model.encoder`` in the recipe, the model sections (and, when
+    the recipe names no tokenizer, the tokenizer) come from the first .nemo archive."""
+    sources = _init_sources(cfg)
+    if not sources or cfg.model.encoder:
+        return
+    path = Path(sources[0]["path"])
+    if path.suffix != ".nemo":
+        raise ValueError(f"{path}: the recipe has no model.encoder, so the architecture must come from a .nemo")
+    from myna.interop.nemo import read_nemo
+
+    archive = read_nemo(path)
+    for section in _ARCHITECTURE_SECTIONS:
+        if archive.config.get(section) is not None:
+            OmegaConf.update(cfg, f"model.{section}", archive.config[section], merge=False, force_add=True)
+    log.info("architecture from %s (%s)", path, ", ".join(s for s in _ARCHITECTURE_SECTIONS if archive.config.get(s)))
+    if not cfg.model.tokenizer.dir:
+        ref = str((archive.config.get("tokenizer") or {}).get("model_path") or "")
+        if not ref.startswith("nemo:") or ref[5:] not in archive.artifacts:
+            raise ValueError(f"{path}: no tokenizer inside; set model.tokenizer.dir")
+        tok_dir = exp_dir / "tokenizer"
+        tok_dir.mkdir(parents=True, exist_ok=True)
+        names = {"model_path": "tokenizer.model", "spe_tokenizer_vocab": "tokenizer.vocab", "vocab_path": "vocab.txt"}
+        for key, name in names.items():
+            member = str(archive.config["tokenizer"].get(key) or "")
+            if member.startswith("nemo:") and member[5:] in archive.artifacts:
+                (tok_dir / name).write_bytes(archive.artifacts[member[5:]])
+        cfg.model.tokenizer.dir = str(tok_dir)
+
+
 def _prepare_tokenizer(cfg: DictConfig, exp_dir: Path):
     tok_cfg = cfg.model.tokenizer
     if tok_cfg.dir:
@@ -83,21 +140,8 @@ def _prepare_tokenizer(cfg: DictConfig, exp_dir: Path):
         log.info("training a %d-piece BPE tokenizer on %d transcripts -> %s", tok_cfg.vocab_size, len(texts), out_dir)
         tokenizer = train_sentencepiece(texts, out_dir, vocab_size=tok_cfg.vocab_size, model_type="bpe",
                                         lowercase=bool(tok_cfg.lowercase))
-    with _unlocked(cfg):
-        cfg.model.tokenizer.dir = str(out_dir)
+    cfg.model.tokenizer.dir = str(out_dir)
     return tokenizer
-
-
-class _unlocked:
-    def __init__(self, cfg):
-        self.cfg = cfg
-
-    def __enter__(self):
-        self.flag = OmegaConf.is_readonly(self.cfg)
-        OmegaConf.set_readonly(self.cfg, False)
-
-    def __exit__(self, *exc):
-        OmegaConf.set_readonly(self.cfg, self.flag)
 
 
 def _next_log_version(logs: Path) -> str:
@@ -118,10 +162,14 @@ def train(cfg: DictConfig) -> Path:
     exp_dir = Path(cfg.exp_manager.exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
+    _adopt_pretrained_architecture(cfg, exp_dir)
     tokenizer = _prepare_tokenizer(cfg, exp_dir)
     save_config(cfg, exp_dir / "config.yaml")
 
     model = build_model(cfg.model, tokenizer)
+    for source in _init_sources(cfg):
+        # A new tokenizer shows up here as named shape mismatches (embedding, joiner output).
+        init_from_checkpoint(model, source["path"], include=source["include"], exclude=source["exclude"])
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %s, %.2fM parameters", type(model).__name__, n_params / 1e6)
 
