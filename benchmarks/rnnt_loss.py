@@ -20,6 +20,11 @@ each peer the first interpreter that can import it is used, searched in this ord
 environment variable ``MYNA_PEER_PYTHONS`` (separated by ':'). Peers that no interpreter can
 import are skipped. myna always runs with this interpreter.
 
+Timings are only comparable on an otherwise idle machine. On an oversubscribed one, OpenMP's
+default active spin-wait makes every multi-threaded torch op expensive (myna's loss issues a
+few thousand small ops; C++ peers a handful): run with ``OMP_WAIT_POLICY=PASSIVE`` there, which
+this script passes on to every subprocess, and compare the "cpu s" column.
+
     python benchmarks/rnnt_loss.py                       # both shapes, 1 and 2 threads
     python benchmarks/rnnt_loss.py --quick               # (8, 250, 60, 500) only
     MYNA_PEER_PYTHONS=/work/peers/ft/bin/python:/work/peers/ta/bin/python \\
@@ -294,7 +299,8 @@ def main(argv=None) -> int:
                       file=sys.stderr, flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"RNN-T loss + backward, median of {args.runs} runs after {args.warmup} warm-up; "
-          f"{os.cpu_count()} CPUs, load average {load:.2f} at the end")
+          f"{os.cpu_count()} CPUs, load average {load:.2f} at the end, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     print(format_table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

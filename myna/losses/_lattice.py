@@ -94,11 +94,10 @@ class _Skew:
     column s+1 and beta at column s, so that each step reads shifted slices only.
     """
 
-    def __init__(self, B: int, S: int, T: int, regular: bool, device, dtype) -> None:
+    def __init__(self, B: int, S: int, T: int, regular: bool) -> None:
         self.B, self.S, self.T, self.regular = B, S, T, regular
         self.T1 = T + 1 if regular else T
         self.K = S + T + 1 if regular else T + 1
-        self.device, self.dtype = device, dtype
 
     def k_of(self, s: Tensor, t: Tensor) -> Tensor:
         return s + t if self.regular else t
@@ -117,7 +116,7 @@ class _Skew:
 
 
 def _inject(buf: Tensor, ks: Tensor, bs: Tensor, cols: Tensor) -> dict:
-    """Group (k, b, col) start/end points by wavefront k for injection during the loop."""
+    """Group the (k, b, col) start (or end) points by wavefront k: {k: (b_idx, col_idx)}."""
     out: dict = {}
     for k, b, c in zip(ks.tolist(), bs.tolist(), cols.tolist()):
         out.setdefault(k, ([], []))
@@ -132,7 +131,7 @@ class _LatticeScores(torch.autograd.Function):
     def forward(ctx, px: Tensor, py: Tensor, boundary: Optional[Tensor], grads_out):
         B, S, T1 = px.shape
         T = py.shape[2]
-        sk = _Skew(B, S, T, T1 == T + 1, px.device, px.dtype)
+        sk = _Skew(B, S, T, T1 == T + 1)
         K = sk.K
         dev, dt = px.device, px.dtype
         if boundary is None:
@@ -220,10 +219,12 @@ def _occupancy(sk: _Skew, xbuf, ybuf, alpha, total, k1, s1) -> Tuple[Tensor, Ten
     norm = safe_total.view(1, B, 1)
     gx = torch.zeros_like(xbuf)
     gy = torch.zeros_like(ybuf)
-    if K > 1:
+    if K > 1 and S > 0:
         # symbol arc out of (k, s): alpha[k][s] + x[k][s] + beta[k+1][s+1]
-        torch.exp(alpha[:-1, :, 1 : S + 1] + xbuf[:-1, :, 1 : S + 1] + beta[1:, :, 1 : S + 1] - norm,
-                  out=gx[:-1, :, 1 : S + 1]) if S > 0 else None
+        arc = alpha[:-1, :, 1 : S + 1] + xbuf[:-1, :, 1 : S + 1]
+        torch.exp(arc.add_(beta[1:, :, 1 : S + 1]).sub_(norm), out=gx[:-1, :, 1 : S + 1])
+    if K > 1:
         # blank arc out of (k, s): alpha[k][s] + y[k][s] + beta[k+1][s]
-        torch.exp(alpha[:-1, :, 1:] + ybuf[:-1] + beta[1:, :, : S + 1] - norm, out=gy[:-1])
+        arc = alpha[:-1, :, 1:] + ybuf[:-1]
+        torch.exp(arc.add_(beta[1:, :, : S + 1]).sub_(norm), out=gy[:-1])
     return sk.x_view(gx).clone(), sk.y_view(gy).clone()
