@@ -1,10 +1,11 @@
 """Batched greedy search for Transducers and CTC.
 
-Transducer greedy search is frame-synchronous: every utterance sits on its own current frame
-``t``; at each step the joiner scores (frame, last label) for the whole batch, utterances whose
-argmax is a label emit it and advance their prediction network, and the others (blank, or
-``max_symbols_per_step`` reached) move to their next frame. All utterances step together, so one
-joiner call and at most one prediction-network call serve the batch per step.
+Transducer greedy search is label-looping (NeMo's ``loop_labels`` greedy): every utterance sits
+on its own current frame; an inner loop runs only the joiner, moving utterances whose argmax is
+blank to their next frame until each has found its next label, then the prediction network
+advances once for exactly the utterances that found one. All utterances advance together, the
+prediction network never runs for an utterance that emitted nothing, and the results equal
+frame-by-frame greedy search.
 
 >>> hyps = transducer_greedy_search(enc, enc_len, prediction_net, joint, blank_id=128)
 >>> hyps[0].tokens, hyps[0].timestamps
@@ -12,6 +13,7 @@ joiner call and at most one prediction-network call serve the batch per step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -30,12 +32,6 @@ class Hypothesis:
     text: str | None = None
 
 
-def _select_state(new, old, take: torch.Tensor):
-    """Per-utterance choice between two LSTM states (tuples of (layers, B, H) tensors)."""
-    mask = take.view(1, -1, 1)
-    return tuple(torch.where(mask, n, o) for n, o in zip(new, old))
-
-
 @torch.inference_mode()
 def transducer_greedy_search(
     encoder_out: torch.Tensor,
@@ -45,13 +41,21 @@ def transducer_greedy_search(
     blank_id: int,
     max_symbols_per_step: int = 10,
 ) -> list[Hypothesis]:
-    """Batched frame-synchronous greedy search.
+    """Batched label-looping greedy search.
+
+    Each outer step finds, for every unfinished utterance, its next label: the joiner scores
+    (current frame, last label) for the utterances still searching, those whose argmax is blank
+    move to their next frame and are scored again (only the joiner runs in this inner loop, on
+    the searching utterances only), until each has a label or has run out of frames. Then the
+    prediction network advances once, for the utterances that found a label only. After
+    ``max_symbols_per_step`` labels on one frame the utterance moves on without a blank, as
+    NeMo's greedy search does. Results equal frame-by-frame greedy search.
 
     Args:
         encoder_out: (B, T, D) float, encoder output.
         encoder_lengths: (B,) int64, valid frames per utterance.
-        prediction_net: module with ``step(tokens (B,) | None, state) -> (out (B, H), state)``
-            and ``initial_state(batch, device, dtype)``.
+        prediction_net: module with ``step(tokens (N,) | None, state) -> (out (N, H), state)``
+            and ``initial_state(batch, device, dtype)``; state tensors have the batch axis in dim 1.
         joint: module with ``project_encoder`` (B, T, D) -> (B, T, J), ``project_prediction``
             (B, U, H) -> (B, U, J) and ``joint_after_projection`` (..., J) x (..., J) -> (..., V+1).
         blank_id: index of blank in the joiner output.
@@ -67,33 +71,51 @@ def transducer_greedy_search(
     f = joint.project_encoder(encoder_out)  # (B, T, J)
     state = prediction_net.initial_state(batch, device, f.dtype)
     pred_out, state = prediction_net.step(None, state)  # (B, H)
+    state = tuple(state)
     g = joint.project_prediction(pred_out.unsqueeze(1)).squeeze(1)  # (B, J)
 
     hyps = [Hypothesis() for _ in range(batch)]
     frame = torch.zeros(batch, dtype=torch.long, device=device)
     symbols_on_frame = torch.zeros(batch, dtype=torch.long, device=device)
     scores = torch.zeros(batch, dtype=torch.float32, device=device)
-    rows = torch.arange(batch, device=device)
-    active = frame < lengths
-    while bool(active.any()):
-        f_t = f[rows, frame.clamp(max=max_t - 1)]  # (B, J)
-        log_probs = joint.joint_after_projection(f_t, g).float().log_softmax(-1)  # (B, V+1)
-        best_lp, best = log_probs.max(-1)
-        scores += torch.where(active, best_lp, torch.zeros_like(best_lp))
-        emit = active & (best != blank_id)
-        if bool(emit.any()):
-            for b in emit.nonzero().flatten().tolist():
-                hyps[b].tokens.append(int(best[b]))
-                hyps[b].timestamps.append(int(frame[b]))
-                hyps[b].confidences.append(float(best_lp[b].exp()))
-            new_out, new_state = prediction_net.step(best.masked_fill(~emit, blank_id), state)
-            state = _select_state(new_state, state, emit)
-            g = torch.where(emit.unsqueeze(1), joint.project_prediction(new_out.unsqueeze(1)).squeeze(1), g)
-        symbols_on_frame = torch.where(emit, symbols_on_frame + 1, torch.zeros_like(symbols_on_frame))
-        advance = active & (~emit | (symbols_on_frame >= max_symbols_per_step))
-        frame = frame + advance.long()
-        symbols_on_frame = torch.where(advance, torch.zeros_like(symbols_on_frame), symbols_on_frame)
-        active = frame < lengths
+    label = torch.full((batch,), blank_id, dtype=torch.long, device=device)
+    label_lp = torch.zeros(batch, dtype=torch.float32, device=device)
+    active = (frame < lengths).nonzero().flatten()  # (A,) utterances with frames left
+    while active.numel():
+        # Inner loop: joiner only, over utterances still looking for their next label.
+        searching = active
+        found = []
+        while searching.numel():
+            log_probs = joint.joint_after_projection(f[searching, frame[searching]], g[searching]).float().log_softmax(-1)
+            best_lp, best = log_probs.max(-1)  # (S,)
+            scores[searching] += best_lp
+            is_label = best != blank_id
+            hit = searching[is_label]
+            if hit.numel():
+                found.append(hit)
+                label[hit] = best[is_label]
+                label_lp[hit] = best_lp[is_label]
+            blank = searching[~is_label]
+            frame[blank] += 1
+            symbols_on_frame[blank] = 0
+            searching = blank[frame[blank] < lengths[blank]]
+        if not found:
+            break
+        emit = torch.cat(found).sort().values  # (E,) utterances that found a label
+        for b, token, t, lp in zip(emit.tolist(), label[emit].tolist(), frame[emit].tolist(), label_lp[emit].tolist()):
+            hyps[b].tokens.append(token)
+            hyps[b].timestamps.append(t)
+            hyps[b].confidences.append(math.exp(lp))
+        # The prediction network runs for the utterances that emitted only.
+        sub_state = tuple(s.index_select(1, emit) for s in state)
+        new_out, new_state = prediction_net.step(label[emit], sub_state)
+        state = tuple(s.index_copy(1, emit, n) for s, n in zip(state, new_state))
+        g = g.index_copy(0, emit, joint.project_prediction(new_out.unsqueeze(1)).squeeze(1))
+        symbols_on_frame[emit] += 1
+        capped = emit[symbols_on_frame[emit] >= max_symbols_per_step]
+        frame[capped] += 1
+        symbols_on_frame[capped] = 0
+        active = emit[frame[emit] < lengths[emit]]
     for hyp, score in zip(hyps, scores.tolist()):
         hyp.score = score
     return hyps
