@@ -58,6 +58,25 @@ def _dataset_defaults(shuffle: bool) -> dict[str, Any]:
         "shuffle_n": 2048,
         "bucketing_strategy": "synced_randomized",
         "bucketing_batch_size": None,
+        # myna.data (issue 4): tarred shards, static bucketing, Lhotse dynamic batching
+        "shard_manifests": False,
+        "bucketing_weights": None,
+        "use_lhotse": False,
+        "batch_duration": None,
+        "quadratic_duration": None,
+        "use_bucketing": False,
+        "num_buckets": 30,
+        "bucket_duration_bins": None,
+        "num_cuts_for_bins_estimate": 10000,
+        "bucket_buffer_size": 10000,
+        "shuffle_buffer_size": 10000,
+        "seed": None,  # Lhotse RNG seed (int | "trng" | "randomized"); None: the run's seed
+        "shard_seed": "trng",
+        "lang_field": "lang",
+        "force_finite": False,
+        "input_cfg": None,
+        "cuts_path": None,
+        "shar_path": None,
     }
 
 

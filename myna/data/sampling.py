@@ -1,0 +1,300 @@
+"""Batching with little padding: semi-sorted batches, static duration buckets, equal DDP counts.
+
+- :class:`DistributedBatchSampler` (and its NeMo-named special case :class:`SemiSortBatchSampler`):
+  batches of indices for one rank; random, or semi-sorted (durations plus uniform noise, sorted,
+  cut into batches, batch order shuffled). Every rank gets the same number of batches.
+- Static bucketing (NeMo's ``manifest_filepath: [[b1.json], [b2.json], ...]``): one batch source
+  per duration bucket, each with its own batch size (:func:`bucketing_batch_sizes`), buckets
+  upsampled by ``bucketing_weights``, played one after another in the order of
+  ``bucketing_strategy`` (:func:`bucket_order`) by :class:`BucketChainLoader`.
+- :class:`FixedLengthLoader`: serves exactly N batches per epoch from a streaming loader (tar
+  shards), so DDP ranks never disagree on the number of steps (which would hang a collective).
+
+>>> sampler = SemiSortBatchSampler(durations, batch_size=32, randomization_factor=0.1, seed=1)
+>>> loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_audio_text)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+__all__ = [
+    "DistributedBatchSampler",
+    "SemiSortBatchSampler",
+    "BucketChainLoader",
+    "FixedLengthLoader",
+    "bucketing_batch_sizes",
+    "bucket_order",
+    "BUCKETING_STRATEGIES",
+]
+
+logger = logging.getLogger("myna.data")
+
+BUCKETING_STRATEGIES = ("fixed_order", "synced_randomized", "fully_randomized")
+
+
+class DistributedBatchSampler(Sampler[list[int]]):
+    """One rank's batches of dataset indices, the same count on every rank.
+
+    Random mode permutes the indices (seed + epoch). Semi-sorted mode (``randomization_factor``
+    set; NeMo's SemiSortBatchSampler, Ge et al. 2021) sorts by ``duration + noise``, the noise
+    uniform in ``[-d, d]`` with ``d = (max - min duration) * randomization_factor / 2``, so batches
+    hold similar lengths yet differ every epoch. Batches are then padded with randomly chosen
+    repeats to a multiple of ``world_size``, dealt out round-robin (rank r takes every
+    ``world_size``-th index) and, with ``shuffle``, served in a random order.
+
+    Args:
+        durations: seconds per dataset index.
+        batch_size: utterances per batch (per rank).
+        world_size, rank: DDP layout.
+        shuffle: reshuffle every epoch; False: dataset order (random mode) / sorted order.
+        seed: same seed and epoch give the same batches on every run.
+        drop_last: drop ``len % batch_size`` random utterances first so every batch is full.
+        randomization_factor: None for random batches; a float >= 0 for semi-sorted ones
+            (0: fully sorted, most padding saved, least randomness; NeMo's default 0.1; the
+            paper's 0.2).
+    """
+
+    def __init__(self, durations: Sequence[float], batch_size: int, world_size: int = 1, rank: int = 0,
+                 shuffle: bool = True, seed: int = 0, drop_last: bool = False,
+                 randomization_factor: float | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        if randomization_factor is not None and randomization_factor < 0:
+            raise ValueError(f"randomization_factor must be >= 0, got {randomization_factor}")
+        self.durations = np.asarray(list(durations), dtype=np.float64)
+        if len(self.durations) == 0:
+            raise ValueError("no utterances to batch")
+        self.batch_size = batch_size
+        self.world_size = world_size
+        self.rank = rank
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.randomization_factor = randomization_factor
+        self.epoch = 0
+        self.skip_batches = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.seed = int(state["epoch"]), int(state["seed"])
+
+    def __len__(self) -> int:
+        n = len(self.durations)
+        if self.drop_last:
+            n -= n % self.batch_size
+        global_batches = math.ceil(n / self.batch_size)
+        return math.ceil(global_batches / self.world_size)
+
+    def batches(self) -> list[list[int]]:
+        """This epoch's batches for this rank (without advancing the epoch)."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        n = len(self.durations)
+        if self.randomization_factor is not None:
+            spread = float(self.durations.max() - self.durations.min())
+            bound = spread * self.randomization_factor / 2
+            noise = rng.uniform(-bound, bound, size=n) if self.shuffle and bound > 0 else np.zeros(n)
+            order = np.argsort(self.durations + noise, kind="stable")
+        elif self.shuffle:
+            order = rng.permutation(n)
+        else:
+            order = np.arange(n)
+        if self.drop_last and n % self.batch_size:
+            drop = rng.choice(n, n % self.batch_size, replace=False)
+            order = np.delete(order, drop)
+        global_batches = math.ceil(len(order) / self.batch_size)
+        pad = (-global_batches) % self.world_size
+        if pad:  # repeat random utterances so every rank gets the same number of batches
+            order = np.concatenate([order, order[rng.integers(0, len(order), pad * self.batch_size)]])
+        mine = order[self.rank :: self.world_size]
+        batches = [mine[i : i + self.batch_size].tolist() for i in range(0, len(mine), self.batch_size)]
+        if self.shuffle:
+            perm = torch.randperm(len(batches), generator=torch.Generator().manual_seed(self.seed + self.epoch + 1))
+            batches = [batches[i] for i in perm.tolist()]
+        assert len(batches) == len(self), (len(batches), len(self))
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self.batches()[self.skip_batches :]
+        self.epoch += 1
+        return iter(batches)
+
+
+class SemiSortBatchSampler(DistributedBatchSampler):
+    """:class:`DistributedBatchSampler` in semi-sorted mode (NeMo's ``use_semi_sorted_batching``
+    with ``randomization_factor``, default 0.1)."""
+
+    def __init__(self, durations: Sequence[float], batch_size: int, world_size: int = 1, rank: int = 0,
+                 shuffle: bool = True, seed: int = 0, drop_last: bool = False,
+                 randomization_factor: float | None = 0.1):
+        super().__init__(durations, batch_size, world_size, rank, shuffle, seed, drop_last,
+                         0.1 if randomization_factor is None else randomization_factor)
+
+
+def bucketing_batch_sizes(bucketing_batch_size: int | Sequence[int] | None, num_buckets: int,
+                          batch_size: int, bucketing_weights: Sequence[int] | None = None) -> list[int]:
+    """Batch size of each bucket (bucket 0: shortest utterances), NeMo's ``calc_bucketing_batch_sizes``.
+
+    - None: every bucket uses ``batch_size`` (fixed);
+    - an int b (adaptive, linear scaling): bucket i of N gets ``b * (N - i)``, so the longest
+      bucket gets b and the shortest N * b (with ``batch_size`` 1, as NeMo requires);
+    - a list: one size per bucket.
+
+    ``bucketing_weights`` only repeats buckets; a repeated bucket keeps its size. Unlike NeMo,
+    linear scaling counts distinct buckets (NeMo counts the repeats too).
+
+    Returns:
+        one size per distinct bucket.
+    """
+    if bucketing_weights is not None and len(bucketing_weights) != num_buckets:
+        raise ValueError(f"bucketing_weights {list(bucketing_weights)} must have one weight per "
+                         f"bucket ({num_buckets})")
+    if bucketing_batch_size is None:
+        return [batch_size] * num_buckets
+    if batch_size != 1:
+        raise ValueError(f"batch_size must be 1 when bucketing_batch_size is set (adaptive "
+                         f"bucketing), got batch_size={batch_size}")
+    if isinstance(bucketing_batch_size, bool):
+        raise ValueError(f"bucketing_batch_size must be an int or a list, got {bucketing_batch_size!r}")
+    if isinstance(bucketing_batch_size, int):
+        sizes = [bucketing_batch_size * (num_buckets - i) for i in range(num_buckets)]
+    elif isinstance(bucketing_batch_size, Sequence):
+        sizes = [int(s) for s in bucketing_batch_size]
+        if len(sizes) != num_buckets:
+            raise ValueError(f"bucketing_batch_size {sizes} must have one size per bucket ({num_buckets})")
+    else:
+        raise ValueError(f"bucketing_batch_size must be an int or a list, got {bucketing_batch_size!r}")
+    if any(s < 1 for s in sizes):
+        raise ValueError(f"bucketing batch sizes must be >= 1, got {sizes}")
+    return sizes
+
+
+def bucket_order(num_buckets: int, strategy: str, epoch: int, seed: int = 0, rank: int = 0) -> list[int]:
+    """Order in which buckets are played in one epoch (each bucket's batches all in a row).
+
+    - ``fixed_order``: 0, 1, ..., N-1 (shortest first) every epoch, on every rank;
+    - ``synced_randomized``: a random permutation per epoch, the same on every rank (from
+      ``seed``), so all ranks train on the same bucket at the same step;
+    - ``fully_randomized``: a permutation per epoch and rank (ranks differ; still reproducible
+      from ``seed``; NeMo draws it from an unseeded RNG).
+    """
+    if strategy not in BUCKETING_STRATEGIES:
+        raise ValueError(f"bucketing_strategy must be one of {BUCKETING_STRATEGIES}, got {strategy!r}")
+    if strategy == "fixed_order":
+        return list(range(num_buckets))
+    key = [seed, epoch] if strategy == "synced_randomized" else [seed, epoch, rank + 1]
+    return np.random.default_rng(key).permutation(num_buckets).tolist()
+
+
+class BucketChainLoader:
+    """Play per-bucket batch sources one after another: NeMo's static bucketing.
+
+    Args:
+        sources: one iterable of batches per *entry* (buckets already repeated by
+            ``bucketing_weights``); each must have ``__len__`` equal on all ranks.
+        strategy: see :func:`bucket_order`.
+        seed, rank: for the random strategies.
+    """
+
+    def __init__(self, sources: Sequence[Iterable], strategy: str = "synced_randomized",
+                 seed: int = 0, rank: int = 0):
+        if not sources:
+            raise ValueError("no bucket to chain")
+        bucket_order(len(sources), strategy, 0)  # validates the strategy
+        self.sources = list(sources)
+        self.strategy = strategy
+        self.seed = seed
+        self.rank = rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sources)
+
+    def order(self) -> list[int]:
+        """This epoch's source order."""
+        return bucket_order(len(self.sources), self.strategy, self.epoch, self.seed, self.rank)
+
+    def __iter__(self) -> Iterator[dict]:
+        order = self.order()
+        self.epoch += 1
+        for index in order:
+            yield from self.sources[index]
+
+
+class FixedLengthLoader:
+    """Serve exactly ``num_batches`` batches per epoch from ``loader``.
+
+    A streaming loader (tar shards, skipped members) cannot know its length exactly, and ranks
+    would otherwise end an epoch at different steps and hang in the next collective. This one
+    stops after ``num_batches`` (the rest of the pass is not served) and, if the loader runs dry first,
+    starts it again (next epoch of its dataset) to fill up.
+
+    Args:
+        loader: a DataLoader (its dataset may have ``set_epoch``).
+        num_batches: batches per epoch, the same on every rank.
+        name: label for log lines.
+    """
+
+    def __init__(self, loader: Any, num_batches: int, name: str = ""):
+        if num_batches < 1:
+            raise ValueError(f"{name}: num_batches must be >= 1, got {num_batches} "
+                             f"(too little data for this batch size and number of ranks)")
+        self.loader = loader
+        self.num_batches = num_batches
+        self.name = name
+        self.epoch = 0
+        self._passes = 0
+
+    @property
+    def dataset(self) -> Any:
+        return self.loader.dataset
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def _start(self) -> Iterator:
+        set_epoch = getattr(self.loader.dataset, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(self.epoch * 1000 + self._passes)
+        self._passes += 1
+        return iter(self.loader)
+
+    def __iter__(self) -> Iterator:
+        self._passes = 0
+        served = 0
+        it = self._start()
+        try:
+            while served < self.num_batches:
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    if self._passes > 1 and served == 0:
+                        raise ValueError(f"{self.name}: the loader yields no batch at all") from None
+                    logger.warning("%s: data ran out after %d of %d batches this epoch; "
+                                   "continuing from a new pass", self.name, served, self.num_batches)
+                    it = self._start()
+                    continue
+                served += 1
+                yield batch
+        finally:
+            self.epoch += 1
+            del it
