@@ -44,25 +44,17 @@ def _manifests(value) -> list[str]:
 
 
 def make_loader(ds_cfg: DictConfig, tokenizer, train: bool, seed: int, name: str):
-    """A DataLoader for ``model.<name>`` (train_ds / validation_ds / test_ds), or None without manifests."""
-    paths = _manifests(ds_cfg.manifest_filepath)
-    if not paths:
-        return None
-    for key, default in (("is_tarred", False), ("trim_silence", False), ("use_start_end_token", False)):
-        if ds_cfg.get(key, default) != default:
-            raise ValueError(f"model.{name}.{key}={ds_cfg.get(key)} is not supported yet")
-    entries = []
-    for path in paths:
-        entries.extend(read_manifest(path, text_field=ds_cfg.text_field))
-    entries, report = filter_entries(entries, min_duration=ds_cfg.min_duration, max_duration=ds_cfg.max_duration,
-                                     name=f"model.{name}")
-    if not entries:
-        raise ValueError(f"model.{name}: no utterances left after filtering {paths} ({report})")
-    return build_dataloader(
-        entries, tokenizer, sample_rate=ds_cfg.sample_rate, batch_size=ds_cfg.batch_size,
-        shuffle=bool(ds_cfg.shuffle) and train, num_workers=ds_cfg.num_workers, seed=seed,
-        drop_last=bool(ds_cfg.drop_last) and train, semi_sorted=bool(ds_cfg.use_semi_sorted_batching),
-    )
+    """A batch loader for ``model.<name>`` (train_ds / validation_ds / test_ds), or None without data.
+
+    Dispatches on the section's keys (plain manifest, tarred shards, bucketing, Lhotse): see
+    :func:`myna.data.factory.build_loader`. The DDP layout comes from the launcher's environment.
+    """
+    import os
+
+    from myna.data.factory import build_loader
+
+    world_size, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+    return build_loader(ds_cfg, tokenizer, train=train, seed=seed, name=name, world_size=world_size, rank=rank)
 
 
 def _init_sources(cfg: DictConfig) -> list[dict]:
