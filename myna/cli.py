@@ -5,6 +5,8 @@
     myna transcribe --model MODEL a.wav b.flac ...
     myna tokenizer train --manifest TRAIN.json --vocab-size 128 --out-dir DIR
     myna data prepare fsdd --source DIR --out-dir DIR
+    myna data tar --manifest_path TRAIN.json --target_dir DIR --num_shards 64 [--buckets_num 4]
+    myna data estimate-bins -b 30 TRAIN.json
 """
 
 from __future__ import annotations
@@ -87,6 +89,29 @@ def _cmd_data_prepare(args: argparse.Namespace) -> int:
     raise SystemExit(f"unknown corpus {args.corpus!r}")
 
 
+def _cmd_data_tar(args: argparse.Namespace) -> int:
+    from myna.data.tarred import write_tarred_dataset
+
+    reports = write_tarred_dataset(args.manifest_path, args.target_dir, args.num_shards,
+                                   min_duration=args.min_duration, max_duration=args.max_duration,
+                                   shuffle=args.shuffle, shuffle_seed=args.shuffle_seed,
+                                   buckets_num=args.buckets_num, workers=args.workers, text_field=args.text_field)
+    for report in reports:
+        print(report)
+    return 0
+
+
+def _cmd_data_estimate_bins(args: argparse.Namespace) -> int:
+    from myna.data.lhotse_io import estimate_duration_bins
+
+    bins = estimate_duration_bins(args.manifest, args.buckets, num_examples=args.num_examples,
+                                  min_duration=args.min_duration, max_duration=args.max_duration)
+    print("Use the following options in your config:")
+    print(f"num_buckets={args.buckets}")
+    print(f"bucket_duration_bins=[{','.join(str(b) for b in bins)}]")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="myna", description="Train, fine-tune and run speech recognisers.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -117,6 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("audio", nargs="+", help="audio files (any format soundfile reads)")
     p.set_defaults(func=_cmd_transcribe)
 
+    def _cmd_export_nemo(args: argparse.Namespace) -> int:
+        from myna.interop.export import export_nemo_file
+
+        print(f"NeMo model: {export_nemo_file(args.model, args.out)}")
+        return 0
+
+    p = sub.add_parser("export-nemo", help="write a .nemo that NeMo 3.0 restores (NeMo class and keys, tokenizer)")
+    p.add_argument("--model", required=True, help="model file (.nemo archive, myna's or NeMo's)")
+    p.add_argument("--out", required=True, help="output .nemo file")
+    p.set_defaults(func=_cmd_export_nemo)
+
     p = sub.add_parser("tokenizer", help="tokenizer tools")
     tok = p.add_subparsers(dest="tokenizer_command", required=True)
     t = tok.add_parser("train", help="train a SentencePiece tokenizer from manifest text (NeMo's files)")
@@ -135,6 +171,27 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--source", required=True, help="the corpus folder")
     d.add_argument("--out-dir", required=True)
     d.set_defaults(func=_cmd_data_prepare)
+    d = data.add_parser("tar", help="write a NeMo tarred dataset (convert_to_tarred_audio_dataset)")
+    d.add_argument("--manifest_path", required=True, action="append",
+                   help="NeMo manifest (repeat to concatenate several)")
+    d.add_argument("--target_dir", required=True, help="output folder")
+    d.add_argument("--num_shards", type=int, required=True, help="tar shards (per bucket)")
+    d.add_argument("--min_duration", type=float, default=None, help="drop shorter utterances (seconds)")
+    d.add_argument("--max_duration", type=float, default=None, help="drop longer utterances (seconds)")
+    d.add_argument("--shuffle", action="store_true", help="shuffle entries before sharding")
+    d.add_argument("--shuffle_seed", type=int, default=None)
+    d.add_argument("--buckets_num", type=int, default=1,
+                   help="equal-width duration buckets, one dataset each under bucket1..N")
+    d.add_argument("--workers", type=int, default=1, help="processes writing shards")
+    d.add_argument("--text_field", default="text")
+    d.set_defaults(func=_cmd_data_tar)
+    d = data.add_parser("estimate-bins", help="bucket_duration_bins for Lhotse dynamic bucketing")
+    d.add_argument("manifest", help="a manifest, a comma list, or weighted [[a.json,0.7],[b.json,0.3]]")
+    d.add_argument("-b", "--buckets", type=int, default=30, help="number of buckets")
+    d.add_argument("-n", "--num_examples", type=int, default=None, help="use only this many utterances")
+    d.add_argument("-l", "--min_duration", type=float, default=None)
+    d.add_argument("-u", "--max_duration", type=float, default=None)
+    d.set_defaults(func=_cmd_data_estimate_bins)
     return parser
 
 
