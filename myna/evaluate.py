@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from myna.audio import load_audio
+from myna.data.loader import load_entry_audio
 from myna.data.manifest import read_manifest
 from myna.decoding import decode
 from myna.metrics import ErrorRates, error_rates
@@ -86,8 +87,7 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output:
     results: dict[int, str] = {}
     for start in tqdm(range(0, len(order), batch_size), desc="evaluate", disable=not progress, unit="batch"):
         chunk = order[start:start + batch_size]
-        waves = [load_audio(entries[i].audio_filepath, sample_rate, offset=entries[i].offset or 0.0,
-                            duration=entries[i].duration if entries[i].offset else None) for i in chunk]
+        waves = [load_entry_audio(entries[i], sample_rate) for i in chunk]
         audio, lengths = pad_batch(waves)
         audio_seconds += float(lengths.sum()) / sample_rate
         began = time.perf_counter()

@@ -26,9 +26,11 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
     train = _subset(CORPUS / "train.json", tmp / "train.json", 24)
     dev = _subset(CORPUS / "dev.json", tmp / "dev.json", 8)
+    test = _subset(CORPUS / "test.json", tmp / "test_final.json", 4)
     exp = tmp / "exp"
     args = ["train", str(REPO / "conf" / "contextnet_rnnt_dummy.yaml"),
             f"model.train_ds.manifest_filepath={train}", f"model.validation_ds.manifest_filepath={dev}",
+            f"model.test_ds.manifest_filepath={test}",
             f"exp_manager.exp_dir={exp}", "trainer.max_steps=3", "trainer.val_check_interval=3",
             "model.train_ds.batch_size=8", "model.tokenizer.vocab_size=24", "exp_manager.checkpoint_every_n_steps=2",
             "trainer.enable_progress_bar=false"]
@@ -45,11 +47,12 @@ def test_train_leaves_model_config_tokenizer_checkpoints_logs_and_curve(trained)
     assert not list(exp.rglob("*.tmp"))
 
 
-def test_rerun_resumes_from_last_checkpoint(trained, caplog):
+def test_rerun_resumes_from_last_checkpoint_and_ends_with_beam_test_evaluation(trained, caplog, capsys):
     _, exp, args = trained
     caplog.set_level("INFO")
     assert main(args[:-1] + ["trainer.max_steps=4", "trainer.enable_progress_bar=false"]) == 0
     assert "resuming from" in caplog.text
+    assert re.search(r"^test .*test_final.json \(modified_beam\): WER: \d+\.\d\d%", capsys.readouterr().out, re.M)
     import torch
 
     ckpt = torch.load(exp / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

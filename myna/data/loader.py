@@ -22,7 +22,7 @@ from myna.audio import AudioError, load_audio
 from myna.data.manifest import ManifestEntry
 from myna.data.resumable import ResumableDataLoader
 
-__all__ = ["AudioToTextDataset", "collate_audio_text", "DurationBatchSampler", "build_dataloader"]
+__all__ = ["AudioToTextDataset", "load_entry_audio", "collate_audio_text", "DurationBatchSampler", "build_dataloader"]
 
 
 class Tokenizer(Protocol):
@@ -71,18 +71,22 @@ class AudioToTextDataset(Dataset):
                 missing, empty, unreadable or shorter than the manifest says.
         """
         entry = self.entries[index]
-        try:
-            audio = load_audio(
-                entry.audio_filepath,
-                self.sample_rate,
-                offset=entry.offset,
-                # NeMo reads `duration` seconds from `offset`; a 0 duration means "to the end".
-                duration=entry.duration if entry.duration > 0 else None,
-            )
-        except AudioError as err:
-            raise AudioError(f"utterance {entry.where}: {err}") from err
+        audio = load_entry_audio(entry, self.sample_rate)
         tokens = torch.tensor(self.tokens[index], dtype=torch.int64)
         return {"audio": audio, "tokens": tokens, "index": index}
+
+
+def load_entry_audio(entry: ManifestEntry, sample_rate: int) -> torch.Tensor:
+    """The (L,) float32 waveform of a manifest entry at ``sample_rate``.
+
+    NeMo's semantics: ``duration`` seconds from ``offset`` (a 0 duration means "to the end").
+    Audio problems raise AudioError naming the manifest file, line and audio path.
+    """
+    try:
+        return load_audio(entry.audio_filepath, sample_rate, offset=entry.offset,
+                          duration=entry.duration if entry.duration > 0 else None)
+    except AudioError as err:
+        raise AudioError(f"utterance {entry.where}: {err}") from err
 
 
 def collate_audio_text(items: Sequence[dict]) -> dict[str, torch.Tensor]:

@@ -149,6 +149,26 @@ def _trainer_kwargs(cfg: DictConfig) -> dict:
     return trainer
 
 
+def _final_evaluation(model, cfg: DictConfig, manifests: list[str]) -> None:
+    """Score the final model on ``model.test_ds`` with ``model.decoding.final_strategy`` (beam search
+    by default; greedy is what validation uses during training)."""
+    from myna.evaluate import evaluate_manifest
+    from myna.models.ctc import CTCModel
+
+    decoding = cfg.model.decoding
+    strategy = decoding.final_strategy
+    if isinstance(model, CTCModel) and not strategy.startswith("ctc_"):
+        strategy = "ctc_greedy" if strategy.startswith("greedy") else "ctc_beam"
+    beam = decoding.beam
+    for path in manifests:
+        result = evaluate_manifest(model, path, batch_size=cfg.model.test_ds.batch_size,
+                                   progress=bool(cfg.trainer.enable_progress_bar), strategy=strategy,
+                                   beam_size=beam.beam_size, lm=beam.ngram_lm_model,
+                                   lm_weight=beam.ngram_lm_alpha if beam.ngram_lm_model else 0.0,
+                                   score_norm=beam.score_norm)
+        print(f"test {path} ({strategy}): {result.rates.summary()}", flush=True)
+
+
 def train(cfg: DictConfig) -> Path:
     """Train as ``cfg`` says; returns the path of the final model file."""
     exp_dir = Path(cfg.exp_manager.exp_dir)
@@ -209,10 +229,7 @@ def train(cfg: DictConfig) -> Path:
     if em.plot_learning_curve and metrics:
         png = plot_learning_curve(metrics, exp_dir / "learning_curve.png")
         log.info("learning curve: %s", png)
-    for path in _manifests(cfg.model.test_ds.manifest_filepath):
-        from myna.evaluate import evaluate_manifest
-
-        result = evaluate_manifest(model.eval(), path, batch_size=cfg.model.test_ds.batch_size,
-                                   progress=bool(cfg.trainer.enable_progress_bar))
-        print(f"test {path}: {result.rates.summary()}", flush=True)
+    test_manifests = _manifests(cfg.model.test_ds.manifest_filepath)
+    if test_manifests:
+        _final_evaluation(model.eval(), cfg, test_manifests)
     return model_path
