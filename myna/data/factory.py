@@ -150,7 +150,8 @@ def _tarred_loader(cfg: dict, manifests: Any, tarred: Any, batch_size: int, toke
     num_batches = _equal_batch_count(dataset, manifests, tarred, strategy, shard_manifests, world_size,
                                      max(1, num_workers), batch_size, drop_last)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_audio_text, num_workers=num_workers,
-                        drop_last=drop_last, pin_memory=bool(cfg.get("pin_memory", False)))
+                        drop_last=drop_last, pin_memory=bool(cfg.get("pin_memory", False)),
+                        persistent_workers=num_workers > 0)
     logger.info("model.%s: rank %d reads %d shards, %d batches per epoch", name, rank, len(dataset.shards),
                 num_batches)
     return FixedLengthLoader(loader, num_batches, name=f"model.{name} rank {rank}")

@@ -246,7 +246,7 @@ class FixedLengthLoader:
     starts it again (next epoch of its dataset) to fill up.
 
     Args:
-        loader: a DataLoader (its dataset may have ``set_epoch``).
+        loader: a DataLoader whose dataset reshuffles on each pass by itself.
         num_batches: batches per epoch, the same on every rank.
         name: label for log lines.
     """
@@ -272,9 +272,6 @@ class FixedLengthLoader:
         return self.num_batches
 
     def _start(self) -> Iterator:
-        set_epoch = getattr(self.loader.dataset, "set_epoch", None)
-        if set_epoch is not None:
-            set_epoch(self.epoch * 1000 + self._passes)
         self._passes += 1
         return iter(self.loader)
 

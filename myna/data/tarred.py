@@ -184,7 +184,10 @@ class TarredAudioDataset(IterableDataset):
             logger.warning("rank %d worker %d has no shard to read (%d shards for %d workers)",
                            self.global_rank, worker_id, len(self.shards), num_workers)
             return
-        rng = random.Random(_mix(self.seed, self.epoch, self.global_rank, worker_id))
+        # Each pass advances the epoch of this copy: the main process's copy (fresh workers each
+        # epoch) or a persistent worker's own copy; either way every pass reshuffles.
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        rng = random.Random(_mix(self.seed, epoch, self.global_rank, worker_id))
         if self.shuffle:
             rng.shuffle(shards)
         stream = self._samples(shards)
@@ -589,7 +592,7 @@ def _write_shard(entries: list[ManifestEntry], target_dir: str, shard_id: int,
     source_of: dict[str, str] = {}
     items = []
     tmp = target / f"audio_{shard_id}.tar.tmp"
-    with tarfile.open(tmp, mode="w") as tar:
+    with tarfile.open(tmp, mode="w", format=tarfile.GNU_FORMAT) as tar:  # no per-member PAX headers
         for entry in entries:
             name = flatten_member_name(entry.audio_filepath)
             if name not in count:
