@@ -50,7 +50,6 @@ from myna.data.manifest import ManifestError, _parse_item
 from myna.data.tarred import decode_audio_bytes, expand_sharded_filepaths, stream_tar_members
 
 __all__ = [
-    "import_lhotse",
     "LazyNeMoIterator",
     "LazyNeMoTarredIterator",
     "LhotseAudioTextDataset",
@@ -66,34 +65,11 @@ logger = logging.getLogger("myna.data")
 SOURCE_TYPES = ("nemo", "nemo_tarred", "lhotse", "lhotse_shar", "group")
 
 
-def import_lhotse() -> types.ModuleType:
-    """Import lhotse. lhotse 1.33 imports ``urllib3`` for its AIStore client without declaring
-    it; when urllib3 is absent a stand-in is registered for the duration of the import only."""
-    if "lhotse" in sys.modules:
-        return sys.modules["lhotse"]
-    try:
-        import urllib3  # noqa: F401
-    except ImportError:
-        stub, exceptions = types.ModuleType("urllib3"), types.ModuleType("urllib3.exceptions")
-        exceptions.TimeoutError = type("TimeoutError", (OSError,), {})
-        stub.exceptions = exceptions
-        sys.modules["urllib3"], sys.modules["urllib3.exceptions"] = stub, exceptions
-        try:
-            import lhotse
-        finally:
-            del sys.modules["urllib3"], sys.modules["urllib3.exceptions"]
-        return lhotse
-    import lhotse
-
-    return lhotse
-
-
-import_lhotse()
-from lhotse import CutSet, MonoCut, SupervisionSegment  # noqa: E402
-from lhotse.audio import AudioSource, Recording  # noqa: E402
-from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler, IterableDatasetWrapper  # noqa: E402
-from lhotse.dataset.dataloading import make_worker_init_fn, resolve_seed  # noqa: E402
-from lhotse.dataset.sampling.dynamic_bucketing import estimate_duration_buckets  # noqa: E402
+from lhotse import CutSet, MonoCut, SupervisionSegment
+from lhotse.audio import AudioSource, Recording
+from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler, IterableDatasetWrapper
+from lhotse.dataset.dataloading import make_worker_init_fn, resolve_seed
+from lhotse.dataset.sampling.dynamic_bucketing import estimate_duration_buckets
 
 
 # ----------------------------------------------------------------------------- sources

@@ -14,14 +14,15 @@ The run folder (``exp_manager.exp_dir``) holds:
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from myna.config import save_config
-from myna.data.loader import build_dataloader
-from myna.data.manifest import filter_entries, read_manifest
+from myna.data.factory import build_loader
+from myna.data.manifest import read_manifest
 from myna.models.builder import build_model
 from myna.models.finetune import init_from_checkpoint
 from myna.models.io import save_model
@@ -49,10 +50,6 @@ def make_loader(ds_cfg: DictConfig, tokenizer, train: bool, seed: int, name: str
     Dispatches on the section's keys (plain manifest, tarred shards, bucketing, Lhotse): see
     :func:`myna.data.factory.build_loader`. The DDP layout comes from the launcher's environment.
     """
-    import os
-
-    from myna.data.factory import build_loader
-
     world_size, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     return build_loader(ds_cfg, tokenizer, train=train, seed=seed, name=name, world_size=world_size, rank=rank)
 
@@ -193,7 +190,12 @@ def train(cfg: DictConfig) -> Path:
     trainer_kwargs = _trainer_kwargs(cfg)
     max_steps = trainer_kwargs["max_steps"]
     if max_steps is None or max_steps < 0:
-        max_steps = trainer_kwargs["max_epochs"] * len(train_loader) // trainer_kwargs["accumulate_grad_batches"]
+        try:
+            batches_per_epoch = len(train_loader)
+        except TypeError:
+            raise ValueError("model.train_ds gives an endless (Lhotse) loader: set trainer.max_steps "
+                             "(and trainer.limit_train_batches for the epoch length)") from None
+        max_steps = trainer_kwargs["max_epochs"] * batches_per_epoch // trainer_kwargs["accumulate_grad_batches"]
     task = ASRTask(model, OmegaConf.to_container(cfg.model.optim, resolve=True), max_steps=max_steps,
                    compute_eval_loss=bool(cfg.model.compute_eval_loss))
 
@@ -215,8 +217,9 @@ def train(cfg: DictConfig) -> Path:
     ]
     if val_loader is None:
         trainer_kwargs["limit_val_batches"] = 0
+    # myna's samplers already shard by rank; Lightning must not wrap them in another sampler.
     trainer = L.Trainer(**trainer_kwargs, logger=loggers or False, callbacks=callbacks,
-                        plugins=[AtomicCheckpointIO()], default_root_dir=exp_dir)
+                        plugins=[AtomicCheckpointIO()], default_root_dir=exp_dir, use_distributed_sampler=False)
     resume = ckpt_dir / "last.ckpt"
     ckpt_path = str(resume) if em.resume_if_exists and resume.is_file() else None
     if ckpt_path:
