@@ -132,6 +132,10 @@ def build_model(model_cfg: Mapping, tokenizer) -> TransducerModel | CTCModel:
     # NeMo's own loss section (loss_name, warprnnt_numba_kwargs) maps to the full loss.
     loss_cfg = {k: v for k, v in loss_cfg.items() if k not in ("loss_name", "warprnnt_numba_kwargs")}
     max_symbols = ((model_cfg.get("decoding") or {}).get("greedy") or {}).get("max_symbols", 10)
+    # NeMo slices joint + loss by joint.fused_batch_size only when joint.fuse_loss_wer is on;
+    # myna does the same, and treats a missing fuse_loss_wer as on.
+    joint_cfg = model_cfg["joint"]
+    fused = joint_cfg.get("fused_batch_size") if joint_cfg.get("fuse_loss_wer", True) else None
     return TransducerModel(preprocessor, encoder, decoder, joint, spec_augment=spec_augment,
                            loss=TransducerLossConfig(**loss_cfg), ctc_decoder=ctc_decoder, tokenizer=tokenizer,
-                           max_symbols_per_step=max_symbols or 10)
+                           max_symbols_per_step=max_symbols or 10, fused_batch_size=fused)
