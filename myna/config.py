@@ -116,7 +116,9 @@ DEFAULTS: dict[str, Any] = {
         },
         "decoding": {
             "strategy": "greedy_batch",  # validation decoding
-            "final_strategy": "modified_beam",  # the final test evaluation (myna.decoding.decode)
+            # The final test evaluation (myna.decoding.decode). "beam" (ALSD) allows several labels
+            # per frame, as regular RNN-T training does; "modified_beam" suits rnnt_type "modified".
+            "final_strategy": "beam",
             "greedy": {"max_symbols": 10},
             # NeMo's names; ngram_lm_model: ARPA path, ngram_lm_alpha: its shallow-fusion weight
             "beam": {"beam_size": 4, "score_norm": True, "ngram_lm_model": None, "ngram_lm_alpha": 0.0},

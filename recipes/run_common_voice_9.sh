@@ -24,4 +24,4 @@ myna train conf/conformer_transducer_bpe_large.yaml \
   trainer.val_check_interval=80000 exp_manager.checkpoint_every_n_steps=200000 \
   exp_manager.exp_dir="$EXP" "$@"
 myna evaluate --model "$EXP/common_voice_9.nemo" --manifest "$DATA/test.json" \
-  --decoding modified_beam --beam-size 4 --output "$EXP/test_hypotheses.jsonl"
+  --decoding beam --beam-size 4 --output "$EXP/test_hypotheses.jsonl"

@@ -16,4 +16,4 @@ myna train conf/contextnet_rnnt_dummy.yaml \
   model.validation_ds.manifest_filepath=$DATA/dev.json \
   exp_manager.exp_dir="$EXP" "$@"
 myna evaluate --model "$EXP/contextnet_rnnt_dummy.nemo" --manifest $DATA/test.json \
-  --decoding modified_beam --beam-size 4 --output "$EXP/test_hypotheses.jsonl"
+  --decoding beam --beam-size 4 --output "$EXP/test_hypotheses.jsonl"

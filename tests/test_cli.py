@@ -52,7 +52,7 @@ def test_rerun_resumes_from_last_checkpoint_and_ends_with_beam_test_evaluation(t
     caplog.set_level("INFO")
     assert main(args[:-1] + ["trainer.max_steps=4", "trainer.enable_progress_bar=false"]) == 0
     assert "resuming from" in caplog.text
-    assert re.search(r"^test .*test_final.json \(modified_beam\): WER: \d+\.\d\d%", capsys.readouterr().out, re.M)
+    assert re.search(r"^test .*test_final.json \(beam\): WER: \d+\.\d\d%", capsys.readouterr().out, re.M)
     import torch
 
     ckpt = torch.load(exp / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
