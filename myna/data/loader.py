@@ -2,8 +2,8 @@
 
 :class:`AudioToTextDataset` loads one utterance (its ``[offset, offset + duration)`` segment) and
 its token ids; :func:`collate_audio_text` pads a list of them into a batch;
-:class:`DurationBatchSampler` orders the batches (random, or semi-sorted by duration to cut
-padding); :func:`build_dataloader` wires the three into a ``torch.utils.data.DataLoader``.
+:class:`myna.data.sampling.DistributedBatchSampler` orders the batches (random, or semi-sorted by
+duration to cut padding); :func:`build_dataloader` wires the three into a resumable DataLoader.
 
 >>> loader = build_dataloader(entries, tokenizer, sample_rate=16000, batch_size=8, shuffle=True)
 >>> batch = next(iter(loader))
@@ -12,17 +12,17 @@ padding); :func:`build_dataloader` wires the three into a ``torch.utils.data.Dat
 
 from __future__ import annotations
 
-import math
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from myna.audio import AudioError, load_audio
 from myna.data.manifest import ManifestEntry
 from myna.data.resumable import ResumableDataLoader
+from myna.data.sampling import DistributedBatchSampler
 
-__all__ = ["AudioToTextDataset", "load_entry_audio", "collate_audio_text", "DurationBatchSampler", "build_dataloader"]
+__all__ = ["AudioToTextDataset", "load_entry_audio", "collate_audio_text", "build_dataloader"]
 
 
 class Tokenizer(Protocol):
@@ -118,95 +118,6 @@ def collate_audio_text(items: Sequence[dict]) -> dict[str, torch.Tensor]:
             "token_lengths": token_lengths, "indices": indices}
 
 
-class DurationBatchSampler(Sampler[list[int]]):
-    """Batches of dataset indices, reshuffled every epoch from ``seed + epoch``.
-
-    Random mode permutes all indices and cuts them into batches. Semi-sorted mode permutes,
-    cuts the permutation into chunks of ``chunk_batches * batch_size`` indices, sorts each
-    chunk by duration, cuts it into batches and shuffles the batch order: batches hold
-    utterances of similar length (less padding) while every epoch still differs.
-
-    The epoch advances by itself at the end of each full pass (so a plain training loop
-    reshuffles); :meth:`set_epoch` / :meth:`state_dict` make the order reproducible on resume.
-
-    Args:
-        durations: seconds per dataset index.
-        batch_size: utterances per batch.
-        shuffle: False gives the dataset order (no sorting, no shuffling): for evaluation.
-        seed: base seed; the same seed and epoch give the same batches.
-        drop_last: drop the final short batch (random mode) or each chunk's short batch
-            (semi-sorted mode).
-        semi_sorted: sort by duration within chunks (only with shuffle).
-        chunk_batches: semi-sorted chunk size in batches; larger: less padding, less
-            randomness.
-    """
-
-    def __init__(self, durations: Sequence[float], batch_size: int, shuffle: bool = True,
-                 seed: int = 0, drop_last: bool = False, semi_sorted: bool = False,
-                 chunk_batches: int = 16):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if chunk_batches < 1:
-            raise ValueError(f"chunk_batches must be >= 1, got {chunk_batches}")
-        self.durations = torch.tensor(list(durations), dtype=torch.float64)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.drop_last = drop_last
-        self.semi_sorted = semi_sorted and shuffle
-        self.chunk_batches = chunk_batches
-        self.epoch = 0
-        self.skip_batches = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "seed": self.seed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
-        self.seed = int(state["seed"])
-
-    def batches(self) -> list[list[int]]:
-        """This epoch's batches (without advancing the epoch)."""
-        n = len(self.durations)
-        if not self.shuffle:
-            return self._cut(list(range(n)))
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(n, generator=generator).tolist()
-        if not self.semi_sorted:
-            return self._cut(order)
-        chunk = self.batch_size * self.chunk_batches
-        batches = []
-        for start in range(0, n, chunk):
-            part = order[start : start + chunk]
-            part.sort(key=lambda i: self.durations[i].item())
-            batches.extend(self._cut(part))
-        perm = torch.randperm(len(batches), generator=generator).tolist()
-        return [batches[i] for i in perm]
-
-    def _cut(self, indices: list[int]) -> list[list[int]]:
-        batches = [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
-        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
-            batches.pop()
-        return batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        # skip_batches: set by ResumableDataLoader to resume in the middle of this epoch.
-        batches = self.batches()[self.skip_batches:]
-        self.epoch += 1
-        return iter(batches)
-
-    def __len__(self) -> int:
-        n = len(self.durations)
-        per_chunk = n if not self.semi_sorted else self.batch_size * self.chunk_batches
-        full, rest = divmod(n, per_chunk) if n else (0, 0)
-        if self.drop_last:
-            return full * (per_chunk // self.batch_size) + rest // self.batch_size
-        return full * math.ceil(per_chunk / self.batch_size) + math.ceil(rest / self.batch_size)
-
-
 def build_dataloader(
     entries: Sequence[ManifestEntry],
     tokenizer: Tokenizer | None,
@@ -229,18 +140,18 @@ def build_dataloader(
         shuffle: reshuffle every epoch (training); False keeps manifest order (evaluation).
         num_workers: loader processes (0: load in the main process).
         seed: shuffling seed (same seed: same batches, epoch by epoch).
-        drop_last: drop short batches (see :class:`DurationBatchSampler`).
-        semi_sorted: group utterances of similar duration (less padding; needs shuffle).
+        drop_last: drop utterances so that every batch is full.
+        semi_sorted: NeMo's semi-sorted batching (durations plus noise, randomization_factor 0.1).
         pin_memory: pin batches for faster host-to-GPU copies.
 
     Returns:
         DataLoader over batches dict(audio (B, Lmax) float32, audio_lengths (B,) int64,
         tokens (B, Umax) int64, token_lengths (B,) int64, indices (B,) int64). Its
-        ``batch_sampler`` is a :class:`DurationBatchSampler`.
+        ``batch_sampler`` is a :class:`myna.data.sampling.DistributedBatchSampler`.
     """
     dataset = AudioToTextDataset(entries, tokenizer, sample_rate)
-    sampler = DurationBatchSampler(dataset.durations, batch_size, shuffle=shuffle, seed=seed,
-                                   drop_last=drop_last, semi_sorted=semi_sorted)
+    sampler = DistributedBatchSampler(dataset.durations, batch_size, shuffle=shuffle or semi_sorted, seed=seed,
+                                      drop_last=drop_last, randomization_factor=0.1 if semi_sorted else None)
     return ResumableDataLoader(
         dataset,
         batch_sampler=sampler,

@@ -17,7 +17,7 @@ __all__ = ["ResumableDataLoader"]
 
 class ResumableDataLoader(DataLoader):
     """DataLoader over a batch sampler with ``epoch``, ``set_epoch`` and ``batches()`` (e.g.
-    :class:`myna.data.loader.DurationBatchSampler`), with ``state_dict``/``load_state_dict``.
+    :class:`myna.data.sampling.DistributedBatchSampler`), with ``state_dict``/``load_state_dict``.
 
     Counting happens here, where batches are handed to the training loop, not in the sampler,
     which worker prefetching runs ahead of.

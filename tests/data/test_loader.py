@@ -8,11 +8,11 @@ import torch
 from myna.audio import AudioError
 from myna.data.loader import (
     AudioToTextDataset,
-    DurationBatchSampler,
     build_dataloader,
     collate_audio_text,
 )
 from myna.data.manifest import read_manifest, write_manifest
+from myna.data.sampling import DistributedBatchSampler
 
 
 class CharTokenizer:
@@ -73,46 +73,8 @@ def test_empty_audio_error_names_utterance(tmp_path):
         AudioToTextDataset(entries, CharTokenizer(), 8000)[0]
 
 
-@pytest.mark.parametrize("semi_sorted", [False, True])
-@pytest.mark.parametrize("drop_last", [False, True])
-def test_batch_sampler_covers_each_index_once_and_len_matches(semi_sorted, drop_last):
-    durations = np.random.default_rng(0).uniform(0.5, 10, size=103).tolist()
-    sampler = DurationBatchSampler(durations, 8, shuffle=True, seed=3, drop_last=drop_last,
-                                   semi_sorted=semi_sorted, chunk_batches=4)
-    batches = list(sampler)
-    assert len(batches) == len(sampler)
-    flat = [i for b in batches for i in b]
-    assert len(flat) == len(set(flat))
-    if not drop_last:
-        assert sorted(flat) == list(range(103))
-    else:
-        assert all(len(b) == 8 for b in batches)
-
-
-def test_batch_sampler_reproducible_per_epoch_and_reshuffles():
-    durations = list(range(50))
-    a = DurationBatchSampler(durations, 5, seed=7)
-    b = DurationBatchSampler(durations, 5, seed=7)
-    first, second = list(a), list(a)
-    assert first != second and list(b) == first
-    b.load_state_dict({"epoch": 1, "seed": 7})
-    assert list(b) == second
-
-
-def test_semi_sorted_batching_cuts_padding():
-    durations = np.random.default_rng(1).uniform(1, 20, size=512)
-
-    def padding(sampler):
-        pads = [len(b) * durations[b].max() - durations[b].sum() for b in sampler]
-        return sum(pads) / durations.sum()
-
-    random_pad = padding(DurationBatchSampler(durations.tolist(), 16, seed=0))
-    sorted_pad = padding(DurationBatchSampler(durations.tolist(), 16, seed=0, semi_sorted=True))
-    assert sorted_pad < random_pad / 4
-
-
 def test_no_shuffle_keeps_manifest_order():
-    assert list(DurationBatchSampler([1.0] * 5, 2, shuffle=False)) == [[0, 1], [2, 3], [4]]
+    assert list(DistributedBatchSampler([1.0] * 5, 2, shuffle=False)) == [[0, 1], [2, 3], [4]]
 
 
 def test_build_dataloader_yields_padded_batches(tmp_path):
@@ -127,7 +89,6 @@ def test_build_dataloader_yields_padded_batches(tmp_path):
 
 
 def test_resumed_loader_skips_the_batches_already_served_in_that_epoch(tmp_path):
-    from myna.data.loader import DurationBatchSampler
     from myna.data.resumable import ResumableDataLoader
 
     class _Indices(torch.utils.data.Dataset):
@@ -138,7 +99,7 @@ def test_resumed_loader_skips_the_batches_already_served_in_that_epoch(tmp_path)
             return i
 
     def loader():
-        sampler = DurationBatchSampler([1.0] * 20, batch_size=3, shuffle=True, seed=5)
+        sampler = DistributedBatchSampler([1.0] * 20, batch_size=3, shuffle=True, seed=5)
         return ResumableDataLoader(_Indices(), batch_sampler=sampler, collate_fn=list)
 
     uninterrupted = loader()
