@@ -141,8 +141,11 @@ class TransducerModel(nn.Module):
             return {"loss": loss, "rnnt_loss": loss}
         if cfg.name == "full":
             logits = self.joint(encoded, pred_out)  # (B, T, U+1, V+1)
+            # Nothing reads the logits after backward: their gradient overwrites them (one
+            # (B, T, U+1, V+1) buffer less).
             loss = rnnt_losses.transducer_loss(logits, targets, encoded_lengths, token_lengths,
-                                               blank=self.blank_id, reduction="mean")
+                                               blank=self.blank_id, reduction="mean",
+                                               inplace_grad=logits.requires_grad)
             return {"loss": loss, "rnnt_loss": loss}
         am = self.simple_am_proj(encoded)  # (B, T, V+1)
         lm = self.simple_lm_proj(pred_out)  # (B, U+1, V+1)
