@@ -112,6 +112,9 @@ def nemo_config(model, config: DictConfig | Mapping) -> dict[str, Any]:
                              "pred_hidden": model.joint.pred_hidden}
         joint.update(num_classes=len(vocab), vocabulary=vocab)
         cfg["joint"] = joint
+        # NeMo's RNN-T models read model_defaults (the sizes its example configs interpolate).
+        cfg["model_defaults"] = {**(cfg.get("model_defaults") or {}), "enc_hidden": model.joint.encoder_hidden,
+                                 "pred_hidden": model.joint.pred_hidden, "joint_hidden": model.joint.joint_hidden}
         strategy = (cfg.get("decoding") or {}).get("strategy", "greedy_batch")
         cfg["decoding"] = {"strategy": strategy if strategy in _NEMO_RNNT_STRATEGIES else "greedy_batch",
                            "greedy": {"max_symbols": int(model.max_symbols_per_step)}}

@@ -22,6 +22,7 @@ def _myna_only_model(nemo_fixtures):
     """The fixture Conformer-Transducer's config plus myna-only keys, randomly initialised."""
     cfg = yaml.safe_load((nemo_fixtures / "conformer_rnnt_bpe_model_config.yaml").read_text())
     cfg["encoder"]["gradient_checkpointing"] = True
+    del cfg["model_defaults"]  # a myna recipe has none; NeMo's RNN-T classes need it
     cfg["loss"] = {"name": "pruned", "s_range": 3}
     cfg["decoding"] = {"strategy": "modified_beam", "greedy": {"max_symbols": 7}}
     torch.manual_seed(0)
@@ -58,6 +59,7 @@ def test_export_writes_nemo_class_keys_and_tokenizer_artifacts(nemo_fixtures, tm
     for key in ("model_path", "vocab_path", "spe_tokenizer_vocab"):
         assert cfg["tokenizer"][key][len("nemo:"):] in archive.artifacts
     assert "train_ds" not in cfg and "optim" not in cfg
+    assert cfg["model_defaults"] == {"enc_hidden": 96, "pred_hidden": 128, "joint_hidden": 128}
 
 
 @pytest.mark.parametrize("name", ["conformer_rnnt_bpe", "fastconformer_hybrid_rnnt_ctc_bpe"])
