@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from myna.decoding.greedy import Hypothesis, ctc_greedy_search
+from myna.models.base import SpeechModel, ctc_loss_mean_batch
 
 __all__ = ["CTCModel"]
 
 
-class CTCModel(nn.Module):
+class CTCModel(SpeechModel):
     """Encoder + CTC head. Attribute names follow NeMo's (``decoder`` is the CTC head).
 
     Args:
@@ -24,27 +24,13 @@ class CTCModel(nn.Module):
 
     def __init__(self, preprocessor: nn.Module, encoder: nn.Module, decoder: nn.Module,
                  spec_augment: nn.Module | None = None, tokenizer=None):
-        super().__init__()
-        self.preprocessor = preprocessor
-        self.encoder = encoder
+        super().__init__(preprocessor, encoder, spec_augment, tokenizer)
         self.decoder = decoder
-        self.spec_augmentation = spec_augment
-        self.tokenizer = tokenizer
         self.blank_id = decoder.num_classes_with_blank - 1
-
-    def featurize(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, L) float32, (B,) int64 -> features (B, T, F), lengths (B,)."""
-        return self.preprocessor(audio, audio_lengths)
-
-    def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, F), (B,) -> (B, T', D), (B,); SpecAugment applies in training."""
-        if self.training and self.spec_augmentation is not None:
-            features = self.spec_augmentation(features, lengths)
-        return self.encoder(features, lengths)
 
     def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor, tokens: torch.Tensor,
                 token_lengths: torch.Tensor, **unused) -> dict[str, torch.Tensor]:
-        """CTC loss: NeMo's ``mean_batch`` (per-utterance summed NLL averaged over the batch)."""
+        """CTC loss of a batch: audio (B, L), (B,); tokens (B, U), (B,)."""
         features, lengths = self.featurize(audio, audio_lengths)
         encoded, encoded_lengths = self.encode(features, lengths)
         return {"loss": self.forward_ctc(encoded, encoded_lengths, tokens, token_lengths),
@@ -52,28 +38,11 @@ class CTCModel(nn.Module):
 
     def forward_ctc(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor, tokens: torch.Tensor,
                     token_lengths: torch.Tensor) -> torch.Tensor:
-        """Scalar CTC loss from encoder output (B, T', D) and targets (B, U); infinities are zeroed."""
-        log_probs = self.decoder(encoded)
-        per_utt = F.ctc_loss(log_probs.transpose(0, 1).float(), tokens.long(), encoded_lengths, token_lengths,
-                             blank=self.blank_id, reduction="none", zero_infinity=True)
-        return per_utt.mean()
+        """Scalar CTC loss (NeMo's ``mean_batch``) from encoder output (B, T', D) and targets (B, U)."""
+        return ctc_loss_mean_batch(self.decoder(encoded), encoded_lengths, tokens, token_lengths, self.blank_id)
 
-    # The training loop validates every model the same way: loss via forward_transducer for
-    # Transducers; for CTC models the same name computes the CTC loss.
-    def forward_transducer(self, encoded, encoded_lengths, tokens, token_lengths, step=None):
-        return {"loss": self.forward_ctc(encoded, encoded_lengths, tokens, token_lengths)}
-
-    @torch.inference_mode()
-    def transcribe(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> list[Hypothesis]:
-        """Greedy (best-path) transcripts of a padded batch (B, L)."""
-        features, lengths = self.featurize(audio, audio_lengths)
-        encoded, encoded_lengths = self.encoder(features, lengths)
-        return self.decode(encoded, encoded_lengths)
+    eval_loss = forward_ctc
 
     def decode(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor) -> list[Hypothesis]:
         """Best-path CTC decoding of encoder output (B, T', D)."""
-        hyps = ctc_greedy_search(self.decoder(encoded), encoded_lengths, self.blank_id)
-        if self.tokenizer is not None:
-            for hyp in hyps:
-                hyp.text = self.tokenizer.decode(hyp.tokens)
-        return hyps
+        return self._attach_text(ctc_greedy_search(self.decoder(encoded), encoded_lengths, self.blank_id))

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from myna.decoding.greedy import Hypothesis, ctc_greedy_search, transducer_greedy_search
+from myna.models.base import SpeechModel, ctc_loss_mean_batch
 from myna.losses import rnnt as rnnt_losses
 
 __all__ = ["TransducerLossConfig", "TransducerModel", "fused_joint_loss"]
@@ -44,7 +44,7 @@ class TransducerLossConfig:
             raise ValueError(f"model.loss.s_range={self.s_range} must be >= 1")
 
 
-class TransducerModel(nn.Module):
+class TransducerModel(SpeechModel):
     """RNN-T (optionally hybrid RNN-T + CTC) speech recogniser.
 
     Args:
@@ -69,15 +69,11 @@ class TransducerModel(nn.Module):
                  spec_augment: nn.Module | None = None, loss: TransducerLossConfig | None = None,
                  ctc_decoder: nn.Module | None = None, tokenizer=None, max_symbols_per_step: int = 10,
                  fused_batch_size: int | None = None):
-        super().__init__()
-        self.preprocessor = preprocessor
-        self.encoder = encoder
+        super().__init__(preprocessor, encoder, spec_augment, tokenizer)
         self.decoder = decoder
         self.joint = joint
-        self.spec_augmentation = spec_augment
         self.ctc_decoder = ctc_decoder
         self.loss_config = loss or TransducerLossConfig()
-        self.tokenizer = tokenizer
         self.max_symbols_per_step = max_symbols_per_step
         self.blank_id = joint.num_classes_with_blank - 1
         if fused_batch_size is not None and int(fused_batch_size) < 0:
@@ -90,17 +86,6 @@ class TransducerModel(nn.Module):
             # The trivial joiner of the pruned loss scores am + lm directly in vocabulary space.
             self.simple_am_proj = nn.Linear(encoder.output_dim, vocab)
             self.simple_lm_proj = nn.Linear(decoder.output_dim, vocab)
-
-    # ---- stages -------------------------------------------------------------------------
-    def featurize(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, L) float32 waveform, (B,) int64 -> features (B, T, F), lengths (B,)."""
-        return self.preprocessor(audio, audio_lengths)
-
-    def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, F), (B,) -> encoded (B, T', D), lengths (B,). SpecAugment applies in training."""
-        if self.training and self.spec_augmentation is not None:
-            features = self.spec_augmentation(features, lengths)
-        return self.encoder(features, lengths)
 
     # ---- losses -------------------------------------------------------------------------
     def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor, tokens: torch.Tensor,
@@ -169,19 +154,15 @@ class TransducerModel(nn.Module):
 
     def forward_ctc(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor, tokens: torch.Tensor,
                     token_lengths: torch.Tensor) -> torch.Tensor:
-        """CTC loss (NeMo's ``mean_batch``: summed NLL averaged over utterances), infinities zeroed."""
-        log_probs = self.ctc_decoder(encoded)  # (B, T, V+1)
-        per_utt = F.ctc_loss(log_probs.transpose(0, 1).float(), tokens.long(), encoded_lengths, token_lengths,
-                             blank=self.blank_id, reduction="none", zero_infinity=True)
-        return per_utt.mean()
+        """Auxiliary CTC loss (NeMo's ``mean_batch``) from encoder output (B, T', D)."""
+        return ctc_loss_mean_batch(self.ctc_decoder(encoded), encoded_lengths, tokens, token_lengths, self.blank_id)
+
+    def eval_loss(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor, tokens: torch.Tensor,
+                  token_lengths: torch.Tensor) -> torch.Tensor:
+        """The RNN-T training loss (without the pruned loss' warm-up weighting)."""
+        return self.forward_transducer(encoded, encoded_lengths, tokens, token_lengths)["loss"]
 
     # ---- inference ----------------------------------------------------------------------
-    @torch.inference_mode()
-    def transcribe(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> list[Hypothesis]:
-        """Greedy transcripts for a padded batch (B, L) of 16-bit-range float waveforms."""
-        features, lengths = self.featurize(audio, audio_lengths)
-        encoded, encoded_lengths = self.encoder(features, lengths)
-        return self.decode(encoded, encoded_lengths)
 
     def decode(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor) -> list[Hypothesis]:
         """Batched greedy search over encoder output (B, T', D); fills ``text`` when a tokenizer is set."""
@@ -194,12 +175,6 @@ class TransducerModel(nn.Module):
         if self.ctc_decoder is None:
             raise ValueError("this model has no CTC head")
         return self._attach_text(ctc_greedy_search(self.ctc_decoder(encoded), encoded_lengths, self.blank_id))
-
-    def _attach_text(self, hyps: list[Hypothesis]) -> list[Hypothesis]:
-        if self.tokenizer is not None:
-            for hyp in hyps:
-                hyp.text = self.tokenizer.decode(hyp.tokens)
-        return hyps
 
 
 # ---- sub-batched joint + loss ---------------------------------------------------------------

@@ -72,7 +72,7 @@ class ASRTask(L.LightningModule):
         features, lengths = model.featurize(batch["audio"], batch["audio_lengths"])
         encoded, encoded_lengths = model.encoder(features, lengths)
         if self.compute_eval_loss:
-            loss = model.forward_transducer(encoded, encoded_lengths, batch["tokens"], batch["token_lengths"])["loss"]
+            loss = model.eval_loss(encoded, encoded_lengths, batch["tokens"], batch["token_lengths"])
             self._val_losses.append(float(loss))
         hyps = model.decode(encoded, encoded_lengths)
         tokens, token_lengths = batch["tokens"], batch["token_lengths"]
