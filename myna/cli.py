@@ -46,7 +46,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     result = evaluate_manifest(model, args.manifest, batch_size=args.batch_size, output=args.output,
                                strategy=args.decoding, beam_size=args.beam_size, lm=args.lm,
-                               lm_weight=args.lm_weight, lm_unit=args.lm_unit)
+                               lm_weight=args.lm_weight, lm_unit=args.lm_unit,
+                               score_norm=args.score_norm)
     print(f"decoding: {args.decoding}" + (f" (beam {args.beam_size})" if "beam" in args.decoding else "")
           + (f" + LM {args.lm} (weight {args.lm_weight}, {args.lm_unit}-level)" if args.lm else ""))
     print(f"WER: {100 * result.rates.wer:.2f}%")
@@ -132,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=int, default=4)
     p.add_argument("--lm", help="ARPA n-gram for shallow fusion (beam strategies)")
     p.add_argument("--lm-weight", type=float, default=0.0, help="weight of the LM's ln-probabilities")
+    p.add_argument("--score-norm", action="store_true",
+                   help="rank beam hypotheses by score / length (NeMo's score_norm); off by default")
     p.add_argument("--lm-unit", default="word", choices=["word", "token"],
                    help="the LM's words are words (scored at '\u2581' boundaries) or tokenizer pieces")
     p.set_defaults(func=_cmd_evaluate)
