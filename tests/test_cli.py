@@ -95,3 +95,23 @@ def test_broken_manifest_line_is_reported_with_file_and_line(trained, capsys, tm
 def test_unknown_override_fails_with_the_key(capsys):
     assert main(["train", str(REPO / "conf" / "contextnet_rnnt_dummy.yaml"), "model.train_ds.batchsize=3"]) == 2
     assert "model.train_ds.batchsize" in capsys.readouterr().err
+
+
+def test_finetune_from_nemo_with_new_tokenizer_reports_and_saves_a_loadable_model(nemo_fixtures, tmp_path, caplog):
+    import myna
+    from myna.text import train_sentencepiece
+
+    train = _subset(CORPUS / "train.json", tmp_path / "train.json", 8)
+    texts = [json.loads(line)["text"] for line in train.read_text().splitlines()]
+    train_sentencepiece(texts, tmp_path / "tok", vocab_size=20)
+    exp = tmp_path / "exp"
+    caplog.set_level("INFO")
+    assert main(["train", str(REPO / "conf" / "finetune_transducer.yaml"),
+                 f"init_from_nemo_model={nemo_fixtures / 'conformer_rnnt_bpe.nemo'}",
+                 f"model.tokenizer.dir={tmp_path / 'tok'}", f"model.train_ds.manifest_filepath={train}",
+                 f"exp_manager.exp_dir={exp}", "trainer.max_steps=2", "model.train_ds.batch_size=4",
+                 "trainer.enable_progress_bar=false"]) == 0
+    assert "shape mismatch: decoder.prediction.embed.weight" in caplog.text
+    model = myna.load(exp / "finetuned_transducer.nemo")
+    assert model.joint.num_classes_with_blank == model.tokenizer.vocab_size + 1
+    assert model.encoder.layers[0].self_attn.linear_q.weight.shape == (96, 96)

@@ -80,6 +80,17 @@ def _init_sources(cfg: DictConfig) -> list[dict]:
 _ARCHITECTURE_SECTIONS = ("preprocessor", "encoder", "decoder", "joint", "aux_ctc")
 
 
+_VOCABULARY_KEYS = ("vocab_size", "num_classes", "vocabulary")
+
+
+def _without_vocabulary(section):
+    """A config section with its vocabulary sizes and lists removed (nested too): the tokenizer
+    in use decides them, which is how a new tokenizer changes the vocabulary."""
+    if isinstance(section, dict):
+        return {k: _without_vocabulary(v) for k, v in section.items() if k not in _VOCABULARY_KEYS}
+    return section
+
+
 def _adopt_pretrained_architecture(cfg: DictConfig, exp_dir: Path) -> None:
     """With an init source and no ``model.encoder`` in the recipe, the model sections (and, when
     the recipe names no tokenizer, the tokenizer) come from the first .nemo archive."""
@@ -94,7 +105,8 @@ def _adopt_pretrained_architecture(cfg: DictConfig, exp_dir: Path) -> None:
     archive = read_nemo(path)
     for section in _ARCHITECTURE_SECTIONS:
         if archive.config.get(section) is not None:
-            OmegaConf.update(cfg, f"model.{section}", archive.config[section], merge=False, force_add=True)
+            OmegaConf.update(cfg, f"model.{section}", _without_vocabulary(archive.config[section]),
+                             merge=False, force_add=True)
     log.info("architecture from %s (%s)", path, ", ".join(s for s in _ARCHITECTURE_SECTIONS if archive.config.get(s)))
     if not cfg.model.tokenizer.dir:
         ref = str((archive.config.get("tokenizer") or {}).get("model_path") or "")
