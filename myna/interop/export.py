@@ -129,6 +129,12 @@ def nemo_config(model, config: DictConfig | Mapping) -> dict[str, Any]:
                               "feat_in": model.encoder.output_dim, "num_classes": len(vocab), "vocabulary": vocab}
             aux.setdefault("decoding", {"strategy": "greedy_batch"})
             cfg["aux_ctc"] = aux
+    # NeMo's transcribe() builds its loader from validation_ds; data paths stay empty.
+    sample_rate = int(src.get("sample_rate") or model.preprocessor.sample_rate)
+    for split in ("train_ds", "validation_ds", "test_ds"):
+        cfg[split] = {"manifest_filepath": None, "sample_rate": sample_rate, "batch_size": 16,
+                      "shuffle": split == "train_ds", "num_workers": 0, "pin_memory": False,
+                      "use_start_end_token": False}
     cfg["target"] = NEMO_TARGETS[kind]
     cfg["nemo_version"] = "3.0.0"
     return cfg

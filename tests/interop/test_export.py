@@ -58,7 +58,8 @@ def test_export_writes_nemo_class_keys_and_tokenizer_artifacts(nemo_fixtures, tm
     assert not any(k.startswith("simple_") for k in archive.state_dict)
     for key in ("model_path", "vocab_path", "spe_tokenizer_vocab"):
         assert cfg["tokenizer"][key][len("nemo:"):] in archive.artifacts
-    assert "train_ds" not in cfg and "optim" not in cfg
+    assert "optim" not in cfg
+    assert all(cfg[split]["manifest_filepath"] is None for split in ("train_ds", "validation_ds", "test_ds"))
     assert cfg["model_defaults"] == {"enc_hidden": 96, "pred_hidden": 128, "joint_hidden": 128}
 
 
