@@ -92,8 +92,37 @@ def _run_nemo(path: Path, manifest: Path) -> list[dict]:
         hyps = out[0] if isinstance(out, tuple) else out
         texts = [h.text if hasattr(h, "text") else str(h) for h in hyps]
         rows.append({"impl": "nemo", "decoding": name, "batch_size": batch_size, "rtfx": audio_s / seconds,
-                     "wer": error_rates(refs, texts).wer, "utterances": len(paths), "audio_s": audio_s})
+                     "wer": error_rates(refs, texts).wer, "utterances": len(paths), "audio_s": audio_s,
+                     "texts": texts})
     return rows
+
+
+def _same_greedy_transcripts(model, nemo_path: Path, manifest: Path) -> tuple[int, int]:
+    """How many greedy transcripts agree when NeMo and myna decode the very same waveforms.
+
+    NeMo's ``transcribe`` reads and resamples audio its own way (librosa), which alone can flip a
+    word now and then; feeding both models myna's waveforms isolates the models themselves.
+    """
+    import torch
+    from nemo.collections.asr.models import ASRModel  # noqa: optional peer
+
+    from myna.data.loader import load_entry_audio
+    from myna.data.manifest import read_manifest
+    from myna.evaluate import pad_batch
+
+    nemo_model = ASRModel.restore_from(str(nemo_path), map_location="cpu").eval()
+    entries = read_manifest(manifest)
+    rate = int(model.preprocessor.sample_rate)
+    same = 0
+    for start in range(0, len(entries), 32):
+        audio, lengths = pad_batch([load_entry_audio(e, rate) for e in entries[start:start + 32]])
+        with torch.no_grad():
+            encoded, encoded_lengths = nemo_model(input_signal=audio, input_signal_length=lengths)
+            theirs = nemo_model.decoding.rnnt_decoder_predictions_tensor(
+                encoder_output=encoded, encoded_lengths=encoded_lengths, return_hypotheses=True)
+        theirs = theirs[0] if isinstance(theirs, tuple) else theirs
+        same += sum(a.text == b.text for a, b in zip(theirs, model.transcribe(audio, lengths)))
+    return same, len(entries)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
                               strategy="modified_beam", beam_size=4, lm=args.lm, lm_weight=args.lm_weight))
     if importlib.util.find_spec("nemo") is not None:
         try:
-            rows.extend(_run_nemo(Path(args.nemo_model or args.model), manifest))
+            nemo_rows = _run_nemo(Path(args.nemo_model or args.model), manifest)
+            rows.extend(nemo_rows)
+            same, total = _same_greedy_transcripts(model, Path(args.nemo_model or args.model), manifest)
+            print(f"greedy transcripts identical to NeMo's greedy_batch on the same waveforms: {same}/{total}")
         except Exception as err:  # a peer failing must not hide myna's numbers
             print(f"nemo: failed ({type(err).__name__}: {err})")
     else:
@@ -149,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['impl']:6} {r['decoding']:28} {r['batch_size']:5d} {r['rtfx']:8.1f} {100 * r['wer']:7.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        Path(args.json).write_text(json.dumps([{k: v for k, v in r.items() if k != "texts"} for r in rows], indent=1))
     return 0
 
 
