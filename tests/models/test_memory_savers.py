@@ -132,6 +132,23 @@ def test_adamw8bit_without_bitsandbytes_is_a_clear_error(monkeypatch):
         build_optimizer([torch.nn.Parameter(torch.zeros(2))], {"name": "adamw8bit", "lr": 1e-3})
 
 
+def test_adamw8bit_keeps_8_bit_state_and_follows_adamw():
+    pytest.importorskip("bitsandbytes")
+    torch.manual_seed(0)
+    start = torch.randn(4096, 64)
+    eight, full = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt8 = build_optimizer([eight], {"name": "adamw8bit", "lr": 1e-2})
+    opt32 = build_optimizer([full], {"name": "adamw", "lr": 1e-2})
+    for _ in range(3):
+        for p, opt in ((eight, opt8), (full, opt32)):
+            (p ** 2).sum().backward()
+            opt.step()
+            opt.zero_grad()
+    assert opt8.state[eight]["state1"].dtype == torch.uint8
+    moved = (full.detach() - start).abs().mean()
+    assert (eight.detach() - full.detach()).abs().mean() < 0.1 * moved
+
+
 # ---- max-duration filter -----------------------------------------------------------------------
 def test_recipes_max_duration_filter_drops_and_counts_long_utterances(tmp_path, caplog):
     recipe = yaml.safe_load((REPO / "conf" / "conformer_transducer_bpe_large.yaml").read_text())
