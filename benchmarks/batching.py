@@ -42,7 +42,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from myna.data.sampling import DistributedBatchSampler, SemiSortBatchSampler  # noqa: E402
+from myna.data.sampling import min_padding_duration_bins, DistributedBatchSampler, SemiSortBatchSampler  # noqa: E402
 
 FRAME = 0.01  # seconds per frame for the padding count
 
@@ -79,7 +79,8 @@ def static_buckets(durations: np.ndarray, num_buckets: int, batch_size: int, see
     return batches
 
 
-def lhotse_dynamic(durations: np.ndarray, num_buckets: int, batch_duration: float, seed: int) -> tuple[list[list[int]], list[float]]:
+def lhotse_dynamic(durations: np.ndarray, num_buckets: int, batch_duration: float, seed: int,
+                   duration_bins: list[float] | None = None) -> tuple[list[list[int]], list[float]]:
     from myna.data.lhotse_io import CutSet, DynamicBucketingSampler, MonoCut, Recording
     from lhotse.audio import AudioSource
 
@@ -92,7 +93,7 @@ def lhotse_dynamic(durations: np.ndarray, num_buckets: int, batch_duration: floa
         warnings.simplefilter("ignore", UserWarning)
         sampler = DynamicBucketingSampler(CutSet(cuts), max_duration=batch_duration, num_buckets=num_buckets,
                                           shuffle=True, seed=seed, num_cuts_for_bins_estimate=len(cuts),
-                                          buffer_size=20000)
+                                          buffer_size=20000, duration_bins=duration_bins)
         batches = [[int(c.id) for c in batch] for batch in sampler]
     return batches, list(sampler.duration_bins)
 
@@ -115,6 +116,10 @@ def part1(n: int, batch_size: int, seed: int) -> None:
         batches, found = lhotse_dynamic(d, k, batch_duration, seed)
         bins = found if k == 30 else bins
         rows.append((f"Lhotse dynamic bucketing, {k} buckets", batches, f"batch_duration={batch_duration}"))
+    # The same sampler with padding-minimising bins (myna data estimate-bins --method padding).
+    padding_bins = min_padding_duration_bins(d, 30)
+    batches, _ = lhotse_dynamic(d, len(padding_bins) + 1, batch_duration, seed, duration_bins=padding_bins)
+    rows.append(("Lhotse dynamic bucketing, 30 buckets, min-padding bins", batches, f"batch_duration={batch_duration}"))
     print("| strategy | batch setting | batches/epoch | padding fraction |")
     print("|---|---|---:|---:|")
     for name, b, setting in rows:

@@ -106,9 +106,10 @@ def _cmd_data_estimate_bins(args: argparse.Namespace) -> int:
     from myna.data.lhotse_io import estimate_duration_bins
 
     bins = estimate_duration_bins(args.manifest, args.buckets, num_examples=args.num_examples,
-                                  min_duration=args.min_duration, max_duration=args.max_duration)
+                                  min_duration=args.min_duration, max_duration=args.max_duration,
+                                  method=args.method)
     print("Use the following options in your config:")
-    print(f"num_buckets={args.buckets}")
+    print(f"num_buckets={len(bins) + 1}")
     print(f"bucket_duration_bins=[{','.join(str(b) for b in bins)}]")
     return 0
 
@@ -194,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-n", "--num_examples", type=int, default=None, help="use only this many utterances")
     d.add_argument("-l", "--min_duration", type=float, default=None)
     d.add_argument("-u", "--max_duration", type=float, default=None)
+    d.add_argument("--method", choices=["duration", "padding"], default="duration",
+                   help="duration: equal total duration per bucket (NeMo's); padding: least padding")
     d.set_defaults(func=_cmd_data_estimate_bins)
     return parser
 

@@ -47,6 +47,7 @@ import yaml
 from myna.audio import AudioError, load_audio
 from myna.data.loader import collate_audio_text
 from myna.data.manifest import ManifestError, _parse_item
+from myna.data.sampling import min_padding_duration_bins
 from myna.data.tarred import decode_audio_bytes, expand_sharded_filepaths, stream_tar_members
 
 __all__ = [
@@ -505,9 +506,13 @@ def build_lhotse_dataloader(cfg: Mapping[str, Any], tokenizer: Any, train: bool,
 
 def estimate_duration_bins(manifests: Any, num_buckets: int, num_examples: int | None = None,
                            min_duration: float | None = None, max_duration: float | None = None,
-                           seed: int = 0) -> list[float]:
-    """Bucket boundaries (seconds, ascending, ``num_buckets - 1`` of them) holding equal total
-    duration, by Lhotse's ``estimate_duration_buckets``, for ``bucket_duration_bins``.
+                           seed: int = 0, method: str = "duration") -> list[float]:
+    """Bucket boundaries (seconds, ascending, ``num_buckets - 1`` at most) for ``bucket_duration_bins``.
+
+    ``method="duration"`` (NeMo's): equal total duration per bucket, by Lhotse's
+    ``estimate_duration_buckets``. ``method="padding"``: the boundaries that minimise padding
+    (:func:`myna.data.sampling.min_padding_duration_bins`); on LibriSpeech-like durations with 30
+    buckets it pads 1.8% instead of 3.4% (benchmarks/batching.py).
 
     Args:
         manifests: NeMo manifest(s): a path, a list, or weighted ``[[a.json, 0.7], [b.json, 0.3]]``
@@ -517,7 +522,10 @@ def estimate_duration_bins(manifests: Any, num_buckets: int, num_examples: int |
             is exhausted).
         min_duration, max_duration: ignore utterances outside.
         seed: for the weighted draw.
+        method: "duration" or "padding".
     """
+    if method not in ("duration", "padding"):
+        raise ValueError(f"method must be 'duration' or 'padding', got {method!r}")
     if num_buckets < 2:
         raise ValueError(f"num_buckets must be >= 2, got {num_buckets}")
     pairs = parse_weighted_manifests(manifests)
@@ -525,5 +533,7 @@ def estimate_duration_bins(manifests: Any, num_buckets: int, num_examples: int |
     cuts = sources[0] if len(sources) == 1 else CutSet.mux(*sources, weights=[w for _, w in pairs], seed=seed)
     cuts = cuts.filter(partial(_duration_ok, low=min_duration, high=max_duration))
     stream = islice(cuts, num_examples) if num_examples else iter(cuts)
+    if method == "padding":
+        return min_padding_duration_bins([cut.duration for cut in stream], num_buckets)
     bins = estimate_duration_buckets(stream, num_buckets=num_buckets)
     return [round(float(b), 3) for b in bins]

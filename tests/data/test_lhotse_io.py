@@ -151,3 +151,11 @@ def test_estimate_bins_plain_and_weighted(tmp_path, capsys):
     assert "num_buckets=4" in out
     line = next(x for x in out.splitlines() if x.startswith("bucket_duration_bins="))
     assert len(json.loads(line.split("=", 1)[1])) == 3
+
+
+def test_estimate_bins_padding_method_from_the_cli(tmp_path, capsys):
+    a = make_manifest(tmp_path, "a", 40, seed=1)
+    assert cli_main(["data", "estimate-bins", "-b", "4", "--method", "padding", str(a)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("bucket_duration_bins="))
+    bins = json.loads(line.split("=", 1)[1])
+    assert 1 <= len(bins) <= 3 and bins == sorted(bins)

@@ -148,3 +148,27 @@ def test_plain_manifest_semi_sorted_loader_is_resumable(buckets):
     assert isinstance(loader, ResumableDataLoader)
     widths = sorted(b["audio"].shape[1] for b in loader)
     assert widths == [400, 400, 1600, 1600]  # sorted: no batch mixes short and long
+
+
+def _padding_upper_bound(durations, bins):
+    edges = [0.0, *bins, float("inf")]
+    total = 0.0
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = [d for d in durations if low <= d < high]
+        total += sum(max(inside) - d for d in inside) if inside else 0.0
+    return total
+
+
+def test_min_padding_bins_split_clusters_and_beat_equal_duration_bins():
+    from myna.data.sampling import min_padding_duration_bins
+
+    assert min_padding_duration_bins([1.0, 1.1, 1.2, 9.0, 9.5, 10.0], 2) == [9.0]
+    durations = np.random.default_rng(0).gamma(9.0, 1.4, size=3000).tolist()
+    padding_bins = min_padding_duration_bins(durations, 8)
+    ordered = np.sort(durations)
+    cum = np.cumsum(ordered)
+    equal_bins = [float(ordered[np.searchsorted(cum, cum[-1] * k / 8)]) for k in range(1, 8)]
+    assert len(padding_bins) == 7 and padding_bins == sorted(padding_bins)
+    assert _padding_upper_bound(durations, padding_bins) < _padding_upper_bound(durations, equal_bins)
+    with pytest.raises(ValueError, match="num_buckets must be >= 2"):
+        min_padding_duration_bins(durations, 1)
