@@ -137,13 +137,23 @@ class ConvSubsampling(nn.Module):
             ``T' = output_lengths(T)``.
         """
         cur = lengths.to(torch.int64)
-        h = x.unsqueeze(1)  # (B, 1, T, F)
+        h = x.unsqueeze(1) * _time_mask(cur, x.size(1), x.dtype)  # (B, 1, T, F)
+        masked = True
         for layer in self.conv:
-            h = h * _time_mask(cur, h.size(2), h.dtype)
+            if isinstance(layer, nn.ReLU):
+                # ReLU then zeroing padded frames in one autograd node; every conv is followed by
+                # a ReLU before any time-mixing conv, so masking here equals masking before each layer
+                h = _MaskedReLU.apply(h, _time_mask(cur, h.size(2), h.dtype))
+                masked = True
+                continue
+            if not masked:
+                h = h * _time_mask(cur, h.size(2), h.dtype)
             h = layer(h)
+            masked = False
             if isinstance(layer, nn.Conv2d) and layer.stride != (1, 1):
                 cur = conv_output_lengths(cur, self._left + self._right, self._kernel_size, self._stride)
-        h = h * _time_mask(cur, h.size(2), h.dtype)
+        if not masked:
+            h = h * _time_mask(cur, h.size(2), h.dtype)
         b, c, t, f = h.size()
         y = self.out(h.transpose(1, 2).reshape(b, t, c * f))
         return y, self.output_lengths(lengths)
@@ -153,3 +163,19 @@ def _time_mask(lengths: torch.Tensor, time: int, dtype: torch.dtype) -> torch.Te
     """(B,) lengths -> (B, 1, T, 1) multiplicative mask, 1 for frames < length."""
     valid = torch.arange(time, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
     return valid.to(dtype)[:, None, :, None]
+
+
+class _MaskedReLU(torch.autograd.Function):
+    """``relu(x) * mask`` for (B, C, T, F) ``x`` and a (B, 1, T, 1) 0/1 ``mask``, with the gradient
+    ``grad * (out > 0)`` (exactly the composite's, as masked outputs are 0) in one pass."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(x).mul_(mask)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> Tuple[torch.Tensor, None]:
+        (out,) = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward(grad, out, 0), None
