@@ -165,6 +165,20 @@ def rel_shift(x: torch.Tensor) -> torch.Tensor:
     return x[:, :, 1:].reshape(b, h, qlen, pos_len)
 
 
+def _rel_shift_keys(x: torch.Tensor) -> torch.Tensor:
+    """``rel_shift(x)[..., :T]`` as a strided view, without the pad and copies.
+
+    Element ``[b, h, i, k]`` is ``x[b, h, i, T-1-i+k]``, the score of query ``i`` for the relative
+    position ``i-k`` (key ``k``); the same numbers :func:`rel_shift` gives.
+
+    :param x: (B, H, T, 2T-1) float.
+    :return: (B, H, T, T) view of ``x`` (made contiguous first if it is not).
+    """
+    b, h, qlen, pos_len = x.size()
+    x = x.contiguous()
+    return x.as_strided((b, h, qlen, qlen), (h * qlen * pos_len, qlen * pos_len, pos_len - 1, 1), x.storage_offset() + qlen - 1)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product self-attention (NeMo ``MultiHeadAttention`` names).
 
@@ -311,11 +325,10 @@ class RelPositionMultiHeadAttention(MultiHeadAttention):
         """
         if pos_emb is None:
             raise ValueError("RelPositionMultiHeadAttention needs pos_emb, got None")
-        time = x.size(1)
         q = self.linear_q(x).view(x.size(0), -1, self.h, self.d_k)  # (B, T, H, d_k)
         k, v = self._heads(self.linear_k, x), self._heads(self.linear_v, x)  # (B, H, T, d_k)
         p = self._heads(self.linear_pos, pos_emb) / self.s_d_k  # (1, H, 2T-1, d_k), pre-scaled
         q_u = (q + self.pos_bias_u).transpose(1, 2)  # (B, H, T, d_k)
         q_v = (q + self.pos_bias_v).transpose(1, 2)
-        matrix_bd = rel_shift(torch.matmul(q_v, p.transpose(-2, -1)))[..., :time]  # (B, H, T, T)
+        matrix_bd = _rel_shift_keys(torch.matmul(q_v, p.transpose(-2, -1)))  # (B, H, T, T)
         return self._attend(q_u, k, v, matrix_bd, mask)
