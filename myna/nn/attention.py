@@ -216,6 +216,19 @@ class MultiHeadAttention(nn.Module):
         """(B, T, D) -> (B, H, T, d_k)."""
         return linear(x).view(x.size(0), -1, self.h, self.d_k).transpose(1, 2)
 
+    def _qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``linear_q``, ``linear_k``, ``linear_v`` of ``x`` in one matmul (weights concatenated).
+
+        :param x: (B, T, D) float.
+        :return: ``(q, k, v)``, each a (B, T, H, d_k) view.
+        """
+        weight = torch.cat([self.linear_q.weight, self.linear_k.weight, self.linear_v.weight])
+        bias = None
+        if self.linear_q.bias is not None:
+            bias = torch.cat([self.linear_q.bias, self.linear_k.bias, self.linear_v.bias])
+        qkv = F.linear(x, weight, bias).view(x.size(0), x.size(1), 3, self.h, self.d_k)
+        return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+
     def _attend(
         self,
         q: torch.Tensor,
@@ -270,7 +283,7 @@ class MultiHeadAttention(nn.Module):
         :param pos_emb: ignored (absolute positions are already in ``x``).
         :return: (B, T, D).
         """
-        q, k, v = self._heads(self.linear_q, x), self._heads(self.linear_k, x), self._heads(self.linear_v, x)
+        q, k, v = (t.transpose(1, 2) for t in self._qkv(x))  # (B, H, T, d_k)
         return self._attend(q, k, v, None, mask)
 
 
@@ -325,8 +338,8 @@ class RelPositionMultiHeadAttention(MultiHeadAttention):
         """
         if pos_emb is None:
             raise ValueError("RelPositionMultiHeadAttention needs pos_emb, got None")
-        q = self.linear_q(x).view(x.size(0), -1, self.h, self.d_k)  # (B, T, H, d_k)
-        k, v = self._heads(self.linear_k, x), self._heads(self.linear_v, x)  # (B, H, T, d_k)
+        q, k, v = self._qkv(x)  # (B, T, H, d_k)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, d_k)
         p = self._heads(self.linear_pos, pos_emb) / self.s_d_k  # (1, H, 2T-1, d_k), pre-scaled
         q_u = (q + self.pos_bias_u).transpose(1, 2)  # (B, H, T, d_k)
         q_v = (q + self.pos_bias_v).transpose(1, 2)
