@@ -167,11 +167,15 @@ def _time_mask(lengths: torch.Tensor, time: int, dtype: torch.dtype) -> torch.Te
 
 class _MaskedReLU(torch.autograd.Function):
     """``relu(x) * mask`` for (B, C, T, F) ``x`` and a (B, 1, T, 1) 0/1 ``mask``, with the gradient
-    ``grad * (out > 0)`` (exactly the composite's, as masked outputs are 0) in one pass."""
+    ``grad * (out > 0)`` (exactly the composite's, as masked outputs are 0) in one pass.
+
+    Works in place on ``x`` (a conv output, which the conv's backward does not need), which
+    saves allocating (and page-faulting) another tensor of the largest activation's size."""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(x).mul_(mask)
+        out = x.relu_().mul_(mask)
+        ctx.mark_dirty(out)
         ctx.save_for_backward(out)
         return out
 
