@@ -411,16 +411,21 @@ class ConformerConvolution(nn.Module):
 
     def forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """:param x: (B, T, D); :param pad_mask: (B, T) bool, True = padded. :return: (B, T, D)."""
-        x = F.glu(self.pointwise_conv1(x.transpose(1, 2)), dim=1)  # (B, D, T)
+        # the kernel-1 convs are applied as linears on (B, T, D): same numbers, fewer transposes
+        pw1, pw2, dw = self.pointwise_conv1, self.pointwise_conv2, self.depthwise_conv
+        x = F.glu(F.linear(x, pw1.weight.squeeze(-1), pw1.bias), dim=-1)  # (B, T, D)
         if pad_mask is not None:
-            x = x.masked_fill(pad_mask.unsqueeze(1), 0.0)
-        x = self.depthwise_conv(F.pad(x, self.padding))
-        if self.norm_type == "layer_norm":
-            x = self.batch_norm(x.transpose(1, 2)).transpose(1, 2)
+            x = x.masked_fill(pad_mask.unsqueeze(-1), 0.0)
+        x = x.transpose(1, 2)  # (B, D, T)
+        if self.padding[0] == self.padding[1]:
+            x = F.conv1d(x, dw.weight, dw.bias, padding=self.padding[0], groups=dw.groups)
         else:
-            x = self.batch_norm(x)
-        x = self.pointwise_conv2(self.activation(x))
-        return x.transpose(1, 2)
+            x = dw(F.pad(x, self.padding))
+        if self.norm_type == "layer_norm":
+            x = self.batch_norm(x.transpose(1, 2))
+        else:
+            x = self.batch_norm(x).transpose(1, 2)
+        return F.linear(self.activation(x), pw2.weight.squeeze(-1), pw2.bias)  # (B, T, D)
 
 
 def make_attention_masks(
