@@ -349,10 +349,10 @@ class ConformerLayer(nn.Module):
         """:param x: (B, T, D); :param att_mask: (B, T, T) bool, True = may not attend;
         :param pos_emb: (1, 2T-1, D) for rel_pos; :param pad_mask: (B, T) bool, True = padded.
         :return: (B, T, D)."""
-        x = x + self.dropout(self.feed_forward1(self.norm_feed_forward1(x))) * self.fc_factor
+        x = torch.add(x, self.dropout(self.feed_forward1(self.norm_feed_forward1(x))), alpha=self.fc_factor)
         x = x + self.dropout(self.self_attn(self.norm_self_att(x), att_mask, pos_emb))
         x = x + self.dropout(self.conv(self.norm_conv(x), pad_mask))
-        x = x + self.dropout(self.feed_forward2(self.norm_feed_forward2(x))) * self.fc_factor
+        x = torch.add(x, self.dropout(self.feed_forward2(self.norm_feed_forward2(x))), alpha=self.fc_factor)
         return self.norm_out(x)
 
 
