@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from myna.config import save_config
 from myna.data.factory import build_loader
-from myna.data.manifest import read_manifest
+from myna.data.manifest import manifest_paths, read_manifest
 from myna.models.builder import build_model
 from myna.models.finetune import init_from_checkpoint
 from myna.models.io import save_model
@@ -36,12 +36,9 @@ __all__ = ["train", "make_loader"]
 log = logging.getLogger("myna.train")
 
 
-def _manifests(value) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v for v in value.split(",") if v]
-    return [str(v) for v in value]
+def _manifests(value) -> list[Path]:
+    """``manifest_filepath`` as paths (none when unset), parsed by :func:`manifest_paths`."""
+    return manifest_paths(value) if value else []
 
 
 def make_loader(ds_cfg: DictConfig, tokenizer, train: bool, seed: int, name: str):
