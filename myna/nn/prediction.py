@@ -220,7 +220,14 @@ class _LSTMDropout(nn.Module):
 
     def forward(self, x: torch.Tensor, state: Optional[LSTMState] = None) -> tuple[torch.Tensor, LSTMState]:
         """:param x: (B, U, H_in). :return: (B, U, H) and the final (h, c)."""
-        out, state = self.lstm(x, state)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # oneDNN has no bf16/fp16 LSTM on CPUs without native bf16 (it fails to build the
+            # primitive), and the LSTM is a small part of the step: run it in float32.
+            with torch.autocast("cpu", enabled=False):
+                state = None if state is None else tuple(s.float() for s in state)
+                out, state = self.lstm(x.float(), state)
+        else:
+            out, state = self.lstm(x, state)
         if self.dropout is not None:
             out = self.dropout(out)
         return out, state
