@@ -4,7 +4,7 @@
     myna evaluate --model MODEL --manifest TEST.json [--batch-size 16] [--output hyps.jsonl]
     myna transcribe --model MODEL a.wav b.flac ...
     myna tokenizer train --manifest TRAIN.json --vocab-size 128 --out-dir DIR
-    myna data prepare fsdd --source DIR --out-dir DIR
+    myna data prepare CORPUS --source DIR --out-dir DIR [--workers N] [--download]
     myna data tar --manifest_path TRAIN.json --target_dir DIR --num_shards 64 [--buckets_num 4]
     myna data estimate-bins -b 30 TRAIN.json
 """
@@ -80,14 +80,68 @@ def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_prepare(args: argparse.Namespace) -> int:
-    if args.corpus == "fsdd":
-        from myna.data.prepare.fsdd import prepare_fsdd
+    from myna.data.prepare.common import PrepareError
+    from myna.data.prepare.download import DownloadError, UnsafeArchiveError
+    from myna.data.prepare.sphere import SphereError
 
-        written = prepare_fsdd(args.source, args.out_dir)
-        for path in (written.values() if isinstance(written, dict) else written):
-            print(path)
-        return 0
-    raise SystemExit(f"unknown corpus {args.corpus!r}")
+    corpus, source, out = args.corpus, args.source, args.out_dir
+    try:
+        if corpus == "fsdd":
+            from myna.data.prepare.fsdd import prepare_fsdd
+
+            written = prepare_fsdd(source, out)
+        elif corpus == "librispeech":
+            from myna.data.prepare.librispeech import OPENSLR_URL, prepare_librispeech
+
+            written = prepare_librispeech(source, out, args.data_sets, args.workers, args.download,
+                                          args.audio_format, args.mirror or OPENSLR_URL)
+        elif corpus == "an4":
+            from myna.data.prepare.an4 import AN4_URL, prepare_an4
+
+            written = prepare_an4(source, out, args.workers, args.download, args.mirror or AN4_URL)
+        elif corpus in ("aishell1", "aishell"):
+            from myna.data.prepare.aishell import AISHELL1_URL, prepare_aishell1
+
+            written = prepare_aishell1(source, out, args.workers, args.download,
+                                       args.mirror or AISHELL1_URL)
+        elif corpus == "aishell2":
+            from myna.data.prepare.aishell import prepare_aishell2
+
+            written = prepare_aishell2(source, out, args.workers)
+        elif corpus == "common_voice":
+            from myna.data.prepare.common_voice import prepare_common_voice
+
+            written = prepare_common_voice(source, out, args.splits.split(","), args.workers,
+                                           args.sample_rate, download_url=args.download_url,
+                                           sha256=args.sha256)
+        elif corpus == "fisher":
+            from myna.data.prepare.fisher import prepare_fisher
+
+            written = prepare_fisher(source, out, args.workers, args.min_slice_duration,
+                                     args.keep_low_conf, args.remove_noises, args.noises_to_emoji)
+        elif corpus == "hub5":
+            from myna.data.prepare.hub5 import prepare_hub5
+
+            written = prepare_hub5(source, out, args.workers, args.min_slice_duration)
+        elif corpus == "tedlium":
+            from myna.data.prepare.tedlium import prepare_tedlium
+
+            written = prepare_tedlium(source, out, args.workers)
+        elif corpus == "switchboard":
+            from myna.data.prepare.switchboard import prepare_switchboard
+
+            written = prepare_switchboard(source, out, args.workers, args.dev_utterances,
+                                          args.remove_noises)
+        else:
+            raise SystemExit(f"unknown corpus {corpus!r}")
+    except (PrepareError, DownloadError, UnsafeArchiveError, SphereError) as err:
+        print(f"myna data prepare {corpus}: error: {err}", file=sys.stderr)
+        return 2
+    if args.download and corpus in ("fsdd", "aishell2", "fisher", "hub5", "tedlium", "switchboard"):
+        print(f"note: --download is not available for {corpus} (not a free download)", file=sys.stderr)
+    for path in (written.values() if isinstance(written, dict) else written):
+        print(path)
+    return 0
 
 
 def _cmd_data_tar(args: argparse.Namespace) -> int:
@@ -170,10 +224,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="data preparation")
     data = p.add_subparsers(dest="data_command", required=True)
-    d = data.add_parser("prepare", help="write NeMo manifests for a public corpus")
-    d.add_argument("corpus", choices=["fsdd"])
-    d.add_argument("--source", required=True, help="the corpus folder")
-    d.add_argument("--out-dir", required=True)
+    d = data.add_parser("prepare", help="NeMo manifests (and WAVs, vocab.txt) from a corpus folder",
+                        description="Write NeMo manifests from a corpus as it is laid out on disk "
+                        "(NeMo's scripts/dataset_processing behaviour; see README 'Preparing corpora').")
+    d.add_argument("corpus", choices=["fsdd", "librispeech", "an4", "aishell1", "aishell", "aishell2",
+                                      "common_voice", "fisher", "hub5", "tedlium", "switchboard"])
+    d.add_argument("--source", required=True, help="the corpus folder (downloads go here)")
+    d.add_argument("--out-dir", required=True, help="manifests, converted or sliced audio")
+    d.add_argument("--workers", type=int, default=1, help="parallel processes")
+    d.add_argument("--download", action="store_true",
+                   help="librispeech, an4, aishell1: fetch (resuming, checksum-verified) and extract")
+    d.add_argument("--mirror", help="download base URL instead of the corpus's own (OpenSLR mirror)")
+    d.add_argument("--data-sets", default="dev_clean",
+                   help="librispeech: comma list of sets, ALL or mini (default dev_clean)")
+    d.add_argument("--audio-format", choices=["flac", "wav"], default="flac",
+                   help="librispeech: use the FLAC files (default) or write NeMo's WAV copies")
+    d.add_argument("--splits", default="test,dev,train", help="common_voice: tsv files to read")
+    d.add_argument("--sample-rate", type=int, default=16000, help="common_voice: WAV rate")
+    d.add_argument("--download-url", help="common_voice: the archive link from the dataset page")
+    d.add_argument("--sha256", help="common_voice: the archive's published SHA-256")
+    d.add_argument("--min-slice-duration", type=float, default=10.0,
+                   help="fisher, hub5: concatenate utterances into slices of at least this (s)")
+    d.add_argument("--keep-low-conf", action="store_true", help="fisher: keep '((' lines")
+    d.add_argument("--remove-noises", action="store_true",
+                   help="fisher, switchboard: drop noise tags such as [laughter]")
+    d.add_argument("--noises-to-emoji", action="store_true", help="fisher: noise tags to emoji")
+    d.add_argument("--dev-utterances", type=int, default=4000,
+                   help="switchboard: dev = first whole calls holding this many segments")
     d.set_defaults(func=_cmd_data_prepare)
     d = data.add_parser("tar", help="write a NeMo tarred dataset (convert_to_tarred_audio_dataset)")
     d.add_argument("--manifest_path", required=True, action="append",
