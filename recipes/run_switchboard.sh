@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Conformer-Transducer large on Switchboard-1 (train), Hub5'00 (eval): 14 epochs, about 400k optimizer steps.
 #
-# Data expected: NeMo JSON-lines manifests (audio_filepath, duration, text) under $DATA:
-#   $DATA/train.json, $DATA/dev.json, $DATA/hub5_eval2000.json
+# Data expected: NeMo JSON-lines manifests (audio_filepath, duration, text), as the preparers write them:
+#   $DATA/train.json, $DATA/dev.json    (myna data prepare switchboard --source SWBD --out-dir $DATA)
+#   $HUB5/manifest_hub5.json            (myna data prepare hub5 --source HUB5_ROOT --out-dir $HUB5; default $DATA/hub5)
 # with 16 kHz audio (other rates are resampled on load). Utterances over 20 s are dropped by
 # model.train_ds.max_duration (the count is logged).
 # Config: conf/conformer_transducer_bpe_large.yaml with a 1024-piece BPE tokenizer trained from the training text
@@ -13,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DATA:?set DATA to the folder holding the manifests}"
+HUB5=${HUB5:-$DATA/hub5}
 EXP=${1:-exp/switchboard}
 shift $(( $# > 0 ? 1 : 0 ))
 . .venv/bin/activate
@@ -23,5 +25,5 @@ myna train conf/conformer_transducer_bpe_large.yaml \
   trainer.max_epochs=14 trainer.max_steps=400000 \
   trainer.val_check_interval=80000 exp_manager.checkpoint_every_n_steps=200000 \
   exp_manager.exp_dir="$EXP" "$@"
-myna evaluate --model "$EXP/switchboard.nemo" --manifest "$DATA/hub5_eval2000.json" \
+myna evaluate --model "$EXP/switchboard.nemo" --manifest "$HUB5/manifest_hub5.json" \
   --decoding beam --beam-size 4 --output "$EXP/test_hypotheses.jsonl"
