@@ -1,32 +1,41 @@
-"""Read audio files: mono mix-down, resampling and (offset, duration) segments.
+"""The one place audio is decoded: a file or the bytes of a tar member, a segment, mono, resampled.
 
-Every reader in myna goes through :func:`load_audio`. It reads with soundfile (WAV, FLAC, OGG,
-anything libsndfile knows), averages the channels, resamples with soxr when the file's rate differs
-from the requested one, and reads only the frames of the requested segment.
+Every reader in myna goes through :func:`load_audio`: manifest entries, tar shard members (their
+bytes, read from the stream), NeMo-sourced Lhotse cuts, files given to ``transcribe``. It reads
+with soundfile (WAV, FLAC, OGG, anything libsndfile knows), reads only the frames of the requested
+``[offset, offset + duration)`` segment, averages the channels and resamples with soxr when the
+source's rate differs from the requested one. Audio decoded elsewhere (Lhotse's own recordings)
+joins the same tail through :func:`to_mono_at_rate`.
 
 >>> audio = load_audio("utt.flac", sample_rate=16000, offset=1.5, duration=2.0)
 >>> audio.shape, audio.dtype
 (torch.Size([32000]), torch.float32)
+>>> member = load_audio(member_bytes, 16000, name="audio_3.tar member utt.flac")
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Union
 
 import numpy as np
 import soundfile as sf
 import soxr
 import torch
 
-__all__ = ["AudioError", "AudioInfo", "audio_info", "load_audio", "SEGMENT_TOLERANCE"]
+__all__ = ["AudioError", "AudioInfo", "AudioSource", "audio_info", "load_audio", "to_mono_at_rate",
+           "SEGMENT_TOLERANCE"]
 
 # A segment may end up to this many seconds past the end of the file: manifests round durations
 # (NeMo writes 2-3 decimals), so `offset + duration` often overshoots the last frame slightly.
 # The read is clipped to the file; a larger overshoot is an error.
 SEGMENT_TOLERANCE = 0.05
+
+AudioSource = Union[str, os.PathLike, bytes]
+"""A file path, or the whole encoded file in memory (e.g. a tar member's bytes)."""
 
 
 class AudioError(ValueError):
@@ -48,28 +57,29 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
-def audio_info(path: str | os.PathLike) -> AudioInfo:
+def audio_info(source: AudioSource, name: str | None = None) -> AudioInfo:
     """Read an audio file's header: sample rate, frame count, channels.
+
+    Args:
+        source: a file path, or the encoded file's bytes.
+        name: what messages call the source (default: the path, or "<bytes>").
 
     Raises:
         AudioError: the file is missing or libsndfile cannot open it.
     """
-    path = _check_exists(path)
-    try:
-        info = sf.info(path)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise AudioError(f"cannot read audio file {path}: {err}") from err
-    return AudioInfo(path=path, sample_rate=int(info.samplerate), frames=int(info.frames),
-                     channels=int(info.channels))
+    name = _name_of(source, name)
+    with _open(source, name) as f:
+        return _info(f, name)
 
 
 def load_audio(
-    path: str | os.PathLike,
+    source: AudioSource,
     sample_rate: int,
     offset: float = 0.0,
     duration: float | None = None,
+    name: str | None = None,
 ) -> torch.Tensor:
-    """Read (a segment of) an audio file as a mono float32 waveform at ``sample_rate``.
+    """Decode (a segment of) an audio file as a mono float32 waveform at ``sample_rate``.
 
     Only the frames of the segment are read (seek, then read), never the whole file. The segment
     is ``[offset, offset + duration)`` seconds in the file's own time line; ``duration=None``
@@ -77,54 +87,87 @@ def load_audio(
     of the file is clipped to it.
 
     Args:
-        path: audio file (any format libsndfile reads).
-        sample_rate: wanted rate in Hz; the file is resampled with soxr (quality "HQ") when its
+        source: an audio file path (any format libsndfile reads), or the bytes of such a file
+            (a tar member), decoded in memory.
+        sample_rate: wanted rate in Hz; the audio is resampled with soxr (quality "HQ") when its
             own rate differs.
         offset: start of the segment in seconds, ``>= 0``.
         duration: length of the segment in seconds (``> 0``), or None for "to the end".
+        name: what messages call the source (default: the path; give the shard and member for
+            bytes).
 
     Returns:
         waveform (samples,) float32, channels averaged; samples ~= round(seconds * sample_rate).
 
     Raises:
-        AudioError: the file is missing, unreadable, has no samples, or the segment lies (partly)
-            outside it. The message names the file.
+        AudioError: the source is missing, unreadable, has no samples, or the segment lies
+            (partly) outside it. The message names the source.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    info = audio_info(path)
-    path = info.path
-    if info.frames <= 0:
-        raise AudioError(f"audio file {path} is empty (0 samples)")
-    if not math.isfinite(offset) or offset < 0:
-        raise AudioError(f"offset {offset} s is invalid for {path}")
-    if duration is not None and (not math.isfinite(duration) or duration <= 0):
-        raise AudioError(f"duration {duration} s is invalid for {path} (must be > 0)")
-
-    start, stop = _segment_frames(info, offset, duration)
-    try:
-        with sf.SoundFile(path) as f:
+    name = _name_of(source, name)
+    with _open(source, name) as f:
+        info = _info(f, name)
+        if info.frames <= 0:
+            raise AudioError(f"audio file {name} is empty (0 samples)")
+        if not math.isfinite(offset) or offset < 0:
+            raise AudioError(f"offset {offset} s is invalid for {name}")
+        if duration is not None and (not math.isfinite(duration) or duration <= 0):
+            raise AudioError(f"duration {duration} s is invalid for {name} (must be > 0)")
+        start, stop = _segment_frames(info, offset, duration)
+        try:
             if start > 0:
                 f.seek(start)
             frames = f.read(stop - start, dtype="float32", always_2d=True)  # (n, channels)
-    except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioError(f"cannot read audio file {path}: {err}") from err
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioError(f"cannot read audio file {name}: {err}") from err
     if frames.shape[0] == 0:
-        raise AudioError(f"read 0 samples from {path} (offset {offset} s, duration {duration} s)")
+        raise AudioError(f"read 0 samples from {name} (offset {offset} s, duration {duration} s)")
+    return to_mono_at_rate(frames, info.sample_rate, sample_rate)
 
-    audio = frames.mean(axis=1) if frames.shape[1] > 1 else frames[:, 0]
-    if info.sample_rate != sample_rate:
-        audio = soxr.resample(audio, info.sample_rate, sample_rate, quality="HQ")
+
+def to_mono_at_rate(frames: np.ndarray, rate: int, sample_rate: int) -> torch.Tensor:
+    """Average the channels and resample: the tail every decoder shares.
+
+    Args:
+        frames: (samples, channels) or (samples,) float array at ``rate`` Hz.
+        rate: the frames' rate in Hz.
+        sample_rate: wanted rate in Hz (soxr "HQ" when it differs from ``rate``).
+
+    Returns:
+        waveform (samples',) float32 at ``sample_rate``.
+    """
+    frames = np.asarray(frames, dtype=np.float32)
+    audio = frames if frames.ndim == 1 else (frames.mean(axis=1) if frames.shape[1] > 1 else frames[:, 0])
+    if rate != sample_rate:
+        audio = soxr.resample(audio, rate, sample_rate, quality="HQ")
     return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
 
 
-def _check_exists(path: str | os.PathLike) -> str:
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise AudioError(f"audio file not found: {path}")
-    if os.path.isdir(path):
-        raise AudioError(f"audio path is a directory, not a file: {path}")
-    return path
+def _name_of(source: AudioSource, name: str | None) -> str:
+    if name is not None:
+        return name
+    return "<bytes>" if isinstance(source, (bytes, bytearray)) else os.fspath(source)
+
+
+def _open(source: AudioSource, name: str) -> sf.SoundFile:
+    """A SoundFile over a path or in-memory bytes; AudioError naming ``name`` when it cannot open."""
+    if isinstance(source, (bytes, bytearray)):
+        target: object = io.BytesIO(source)
+    else:
+        target = os.fspath(source)
+        if not os.path.exists(target):
+            raise AudioError(f"audio file not found: {name}")
+        if os.path.isdir(target):
+            raise AudioError(f"audio path is a directory, not a file: {name}")
+    try:
+        return sf.SoundFile(target)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise AudioError(f"cannot read audio file {name}: {err}") from err
+
+
+def _info(f: sf.SoundFile, name: str) -> AudioInfo:
+    return AudioInfo(path=name, sample_rate=int(f.samplerate), frames=int(f.frames), channels=int(f.channels))
 
 
 def _segment_frames(info: AudioInfo, offset: float, duration: float | None) -> tuple[int, int]:

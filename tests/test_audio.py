@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from myna.audio import AudioError, audio_info, load_audio
+from myna.audio import AudioError, audio_info, load_audio, to_mono_at_rate
 
 
 def _sine(freq, seconds, rate, amplitude=0.5):
@@ -80,3 +80,31 @@ def test_unreadable_audio_file_error_names_it(tmp_path):
         load_audio(path, 16000)
     with pytest.raises(AudioError, match="junk.flac"):
         audio_info(path)
+
+
+def test_bytes_of_a_file_decode_exactly_as_the_file(tmp_path):
+    path = tmp_path / "stereo.flac"
+    sf.write(path, np.stack([_sine(300, 0.4, 8000), _sine(500, 0.4, 8000)], axis=1), 8000)
+    data = path.read_bytes()
+    for offset, duration in [(0.0, None), (0.1, 0.2), (0.3, 0.12)]:  # the last overshoots within tolerance
+        from_file = load_audio(path, 16000, offset=offset, duration=duration)
+        from_bytes = load_audio(data, 16000, offset=offset, duration=duration, name="shard member")
+        assert torch.equal(from_file, from_bytes)
+    info = audio_info(data)
+    assert (info.sample_rate, info.frames, info.channels) == (8000, 3200, 2)
+
+
+def test_bad_bytes_and_segments_outside_them_are_errors_naming_the_source(tmp_path):
+    with pytest.raises(AudioError, match="audio_3.tar member x.wav"):
+        load_audio(b"RIFF and then nothing sensible" * 4, 16000, name="audio_3.tar member x.wav")
+    path = tmp_path / "a.wav"
+    sf.write(path, _sine(440, 0.5, 8000), 8000)
+    with pytest.raises(AudioError, match="past the end of member a.wav"):
+        load_audio(path.read_bytes(), 8000, offset=0.2, duration=0.5, name="member a.wav")
+
+
+def test_to_mono_at_rate_averages_channels_and_resamples():
+    stereo = np.stack([np.ones(800, dtype=np.float32), np.zeros(800, dtype=np.float32)], axis=1)
+    mono = to_mono_at_rate(stereo, 8000, 8000)
+    assert mono.dtype == torch.float32 and torch.allclose(mono, torch.full((800,), 0.5))
+    assert abs(to_mono_at_rate(stereo, 8000, 16000).shape[0] - 1600) <= 2
