@@ -24,13 +24,17 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from myna.data.paths import manifest_paths
 
 __all__ = [
     "ManifestEntry",
     "ManifestError",
     "FilterReport",
     "read_manifest",
+    "iter_manifest",
+    "count_manifest_lines",
     "filter_entries",
     "check_audio_files",
     "write_manifest",
@@ -98,26 +102,6 @@ class ManifestEntry:
         return item
 
 
-def manifest_paths(manifests: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """Split NeMo's manifest argument into paths: one path, a comma-separated string of paths,
-    or a list of paths. (Nested lists, NeMo's bucketed form, are not handled here.)"""
-    if isinstance(manifests, (str, os.PathLike)):
-        parts = [p.strip() for p in os.fspath(manifests).split(",")]
-    else:
-        parts = []
-        for m in manifests:
-            if not isinstance(m, (str, os.PathLike)):
-                raise ManifestError(
-                    f"manifest list items must be paths, got {type(m).__name__}: {m!r} "
-                    f"(lists of lists, i.e. bucketed manifests, are not supported here)"
-                )
-            parts.extend(p.strip() for p in os.fspath(m).split(","))
-    paths = [Path(p) for p in parts if p]
-    if not paths:
-        raise ManifestError(f"no manifest path given: {manifests!r}")
-    return paths
-
-
 def read_manifest(
     path: str | os.PathLike | Sequence[str | os.PathLike],
     text_field: str = "text",
@@ -139,32 +123,61 @@ def read_manifest(
             ``audio_filepath`` or ``duration``; a non-numeric, non-finite or negative
             ``duration`` or ``offset``; a non-string text. The message names file and line.
     """
+    try:
+        paths = manifest_paths(path)
+    except ValueError as err:
+        raise ManifestError(str(err)) from None
     entries: list[ManifestEntry] = []
-    for manifest in manifest_paths(path):
-        entries.extend(_read_one(manifest, text_field, require_text))
+    for manifest in paths:
+        entries.extend(iter_manifest(manifest, text_field, require_text))
     return entries
 
 
-def _read_one(manifest: Path, text_field: str, require_text: bool) -> list[ManifestEntry]:
-    if not manifest.is_file():
+def iter_manifest(manifest: str | os.PathLike, text_field: str = "text",
+                  require_text: bool = False) -> Iterator[ManifestEntry]:
+    """The entries of one manifest file, parsed line by line as they are read (lazily).
+
+    Every manifest reader of myna (:func:`read_manifest`, the tarred member index, the Lhotse
+    NeMo source) reads through here, so every bad line is a :class:`ManifestError` naming
+    ``file:line``. Arguments as :func:`read_manifest`.
+    """
+    path = Path(manifest)
+    if not path.is_file():
         raise ManifestError(f"manifest not found: {manifest}")
-    base = manifest.resolve().parent
-    name = str(manifest)
-    entries = []
-    with open(manifest, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{name}:{line_no}"
+    base = path.resolve().parent
+    name = os.fspath(manifest)
+    for line_no, line in _numbered_lines(path, name):
+        where = f"{name}:{line_no}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ManifestError(f"{where}: malformed JSON ({err.msg} at column {err.colno}): "
+                                f"{_clip(line)}") from err
+        if not isinstance(item, dict):
+            raise ManifestError(f"{where}: expected a JSON object, got {_clip(line)}")
+        yield _parse_item(item, base, where, text_field, require_text, name, line_no)
+
+
+def count_manifest_lines(manifest: str | os.PathLike) -> int:
+    """Entries (non-blank lines) of a manifest, without parsing them."""
+    path = Path(manifest)
+    if not path.is_file():
+        raise ManifestError(f"manifest not found: {manifest}")
+    return sum(1 for _ in _numbered_lines(path, os.fspath(manifest)))
+
+
+def _numbered_lines(path: Path, name: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) of each non-blank line; text that is not UTF-8 is an error
+    naming the file and line."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
             try:
-                item = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ManifestError(f"{where}: malformed JSON ({err.msg} at column {err.colno}): "
-                                    f"{_clip(line)}") from err
-            if not isinstance(item, dict):
-                raise ManifestError(f"{where}: expected a JSON object, got {_clip(line)}")
-            entries.append(_parse_item(item, base, where, text_field, require_text, name, line_no))
-    return entries
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ManifestError(f"{name}:{line_no}: not UTF-8 text ({err.reason} at byte {err.start} "
+                                    f"of the line)") from None
+            if line.strip():
+                yield line_no, line
 
 
 def _parse_item(item: dict, base: Path, where: str, text_field: str, require_text: bool,
@@ -189,11 +202,16 @@ def _parse_item(item: dict, base: Path, where: str, text_field: str, require_tex
         raise ManifestError(f"{where}: missing transcript key '{text_field}' ({audio})")
     else:
         text = ""
+    return ManifestEntry(audio_filepath=_resolve_audio_path(audio, base), duration=duration, text=text,
+                         offset=offset, extra=item, manifest=manifest, line=line_no)
+
+
+def _resolve_audio_path(audio: str, base: Path) -> str:
+    """A manifest's audio path: ``~`` expanded, relative paths joined to the manifest's folder."""
     audio_path = Path(os.path.expanduser(audio))
     if not audio_path.is_absolute():
         audio_path = base / audio_path
-    return ManifestEntry(audio_filepath=str(audio_path), duration=duration, text=text,
-                         offset=offset, extra=item, manifest=manifest, line=line_no)
+    return str(audio_path)
 
 
 def _seconds(value: Any, key: str, where: str) -> float:

@@ -9,7 +9,9 @@ from myna.data.manifest import (
     ManifestEntry,
     ManifestError,
     check_audio_files,
+    count_manifest_lines,
     filter_entries,
+    iter_manifest,
     read_manifest,
     write_manifest,
 )
@@ -120,3 +122,25 @@ def test_write_manifest_round_trip_with_relative_paths(tmp_path):
     back = read_manifest(path)
     assert back[0].audio_filepath == str(audio) and back[0].extra == {"speaker": "s"}
     assert back[1].audio_filepath == str(tmp_path / "elsewhere.wav")
+
+
+def test_iter_manifest_reads_lazily_up_to_the_bad_line(tmp_path):
+    manifest = _write_lines(tmp_path / "lazy.json", [_item(text="one"), _item(text="two"), "not json"])
+    entries = iter_manifest(manifest)
+    assert next(entries).text == "one" and next(entries).line == 2
+    with pytest.raises(ManifestError, match=r"lazy\.json:3: malformed JSON"):
+        next(entries)
+    assert count_manifest_lines(manifest) == 3
+
+
+def test_text_that_is_not_utf8_names_file_and_line(tmp_path):
+    manifest = tmp_path / "latin1.json"
+    manifest.write_bytes((_item() + "\n" + '{"audio_filepath": "a.wav", "duration": 1, "text": "caf\u00e9"}\n')
+                         .encode("latin-1"))
+    with pytest.raises(ManifestError, match=r"latin1\.json:2: not UTF-8 text"):
+        read_manifest(manifest)
+
+
+def test_no_manifest_path_at_all_is_a_manifest_error():
+    with pytest.raises(ManifestError, match="no path given"):
+        read_manifest(" , ")
