@@ -27,6 +27,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from myna.data.spec import dataset_defaults
+
 __all__ = ["ConfigError", "DEFAULTS", "FREE_FORM_SECTIONS", "load_config", "apply_overrides", "save_config"]
 
 
@@ -35,49 +37,9 @@ class ConfigError(ValueError):
 
 
 def _dataset_defaults(shuffle: bool) -> dict[str, Any]:
-    return {
-        "manifest_filepath": None,
-        "sample_rate": "${model.sample_rate}",
-        "batch_size": 16,
-        "shuffle": shuffle,
-        "num_workers": 0,
-        "pin_memory": False,
-        "min_duration": None,
-        "max_duration": None,
-        "drop_last": False,
-        "text_field": "text",
-        "use_semi_sorted_batching": False,
-        "randomization_factor": 0.1,
-        # NeMo keys accepted for compatibility; myna reads what it implements and rejects
-        # values it does not support when the dataset is built.
-        "trim_silence": False,
-        "use_start_end_token": False,
-        "is_tarred": False,
-        "tarred_audio_filepaths": None,
-        "tarred_shard_strategy": "scatter",
-        "shuffle_n": 2048,
-        "bucketing_strategy": "synced_randomized",
-        "bucketing_batch_size": None,
-        # myna.data (issue 4): tarred shards, static bucketing, Lhotse dynamic batching
-        "shard_manifests": False,
-        "bucketing_weights": None,
-        "use_lhotse": False,
-        "batch_duration": None,
-        "quadratic_duration": None,
-        "use_bucketing": False,
-        "num_buckets": 30,
-        "bucket_duration_bins": None,
-        "num_cuts_for_bins_estimate": 10000,
-        "bucket_buffer_size": 10000,
-        "shuffle_buffer_size": 10000,
-        "seed": None,  # Lhotse RNG seed (int | "trng" | "randomized"); None: the run's seed
-        "shard_seed": "trng",
-        "lang_field": "lang",
-        "force_finite": False,
-        "input_cfg": None,
-        "cuts_path": None,
-        "shar_path": None,
-    }
+    """A dataset section's keys and defaults: :class:`myna.data.spec.DatasetSpec`'s, with the
+    sample rate taken from ``model.sample_rate``."""
+    return dataset_defaults(sample_rate="${model.sample_rate}", shuffle=shuffle)
 
 
 DEFAULTS: dict[str, Any] = {
