@@ -4,73 +4,71 @@ NeMo manifests and NeMo tarred datasets become lazy :class:`lhotse.CutSet` sourc
 (:class:`LazyNeMoIterator`, :class:`LazyNeMoTarredIterator`: nothing is read before iteration);
 Lhotse ``cuts_path`` and ``shar_path`` are read by Lhotse itself. ``input_cfg`` mixes sources
 with weights (a group's weight multiplies through to its members) and attaches each source's
-``tags`` to every example. Batches are built by Lhotse's ``DynamicBucketingSampler`` (or
-``DynamicCutSampler`` without bucketing) under a total-duration budget (``batch_duration``) and
-turned into myna's batch dicts by :class:`LhotseAudioTextDataset`.
+``tags`` to every example (:func:`flatten_input_cfg` -> :class:`LhotseSource` leaves). Batches
+are built by Lhotse's ``DynamicBucketingSampler`` (or ``DynamicCutSampler`` without bucketing)
+under a total-duration budget (:func:`make_sampler`), turned into myna's batch dicts by
+:class:`LhotseAudioTextDataset`, and served by :class:`LhotseLoader`, which owns the position
+(epoch, batches served) for exact resumption.
 
 Training iterates forever (each source repeats), as NeMo does; an epoch is then
-``trainer.limit_train_batches`` steps (set it, and ``trainer.max_steps``). ``force_finite: true``
-gives one pass instead.
+``trainer.limit_train_batches`` steps (set it, and ``trainer.max_steps``), and each epoch
+reshuffles. ``force_finite: true`` gives one pass instead. The dataset keys and their meaning
+are :class:`myna.data.spec.DatasetSpec`'s.
 
-Keys (``model.train_ds``), with NeMo's meaning: ``batch_duration`` (seconds per batch),
-``batch_size`` (cap on utterances per batch), ``quadratic_duration``, ``use_bucketing``,
-``num_buckets``, ``bucket_duration_bins``, ``num_cuts_for_bins_estimate``, ``bucket_buffer_size``,
-``shuffle_buffer_size``, ``seed`` and ``shard_seed`` (int | "trng" | "randomized"), ``text_field``,
-``lang_field``, ``min_duration``/``max_duration``, ``manifest_filepath`` (a path, a list, or
-``[[path, weight], ...]``), ``is_tarred`` + ``tarred_audio_filepaths``, ``cuts_path``,
-``shar_path``, ``input_cfg``.
-
->>> loader = build_lhotse_dataloader({"manifest_filepath": "train.json", "batch_duration": 300,
-...     "use_bucketing": True, "num_buckets": 30, "shuffle": True}, tokenizer, train=True, seed=1)
+>>> loader = build_loader({"use_lhotse": True, "manifest_filepath": "train.json", "batch_duration": 300,
+...     "use_bucketing": True, "num_buckets": 30, "shuffle": True}, tokenizer, train=True, seed=1, name="train_ds")
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import random
 import secrets
-import sys
-import types
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
-import soxr
 import torch
 import yaml
+from lhotse import CutSet, MonoCut, SupervisionSegment
+from lhotse.audio import AudioSource, Recording
+from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
+from lhotse.dataset.dataloading import resolve_seed, worker_init_fn
+from lhotse.dataset.sampling.dynamic_bucketing import estimate_duration_buckets
+from torch.utils.data import DataLoader, Sampler
 
-from myna.audio import AudioError, load_audio
+from myna.audio import AudioError, load_audio, to_mono_at_rate
 from myna.data.loader import collate_audio_text
-from myna.data.manifest import ManifestError, _parse_item
+from myna.data.manifest import ManifestEntry, ManifestError, count_manifest_lines, iter_manifest
+from myna.data.paths import expand_sharded_filepaths, weighted_manifest_paths
+from myna.data.resumable import Position, ResumableLoader, WorkerStream, stream_worker_pass
 from myna.data.sampling import min_padding_duration_bins
-from myna.data.tarred import decode_audio_bytes, expand_sharded_filepaths, stream_tar_members
+from myna.data.spec import DatasetSpec
+from myna.data.tarred import TarMemberIndex, stream_tar_members
 
 __all__ = [
     "LazyNeMoIterator",
     "LazyNeMoTarredIterator",
+    "LhotseSource",
     "LhotseAudioTextDataset",
-    "read_cutset_from_config",
+    "LhotseLoader",
     "flatten_input_cfg",
-    "build_lhotse_dataloader",
+    "sources_of",
+    "read_cutset",
+    "read_cutset_from_config",
+    "make_sampler",
+    "resolve_int_seed",
     "estimate_duration_bins",
-    "parse_weighted_manifests",
+    "CutSet",
 ]
 
 logger = logging.getLogger("myna.data")
 
 SOURCE_TYPES = ("nemo", "nemo_tarred", "lhotse", "lhotse_shar", "group")
-
-
-from lhotse import CutSet, MonoCut, SupervisionSegment
-from lhotse.audio import AudioSource, Recording
-from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler, IterableDatasetWrapper
-from lhotse.dataset.dataloading import make_worker_init_fn, resolve_seed
-from lhotse.dataset.sampling.dynamic_bucketing import estimate_duration_buckets
 
 
 # ----------------------------------------------------------------------------- sources
@@ -80,7 +78,8 @@ class LazyNeMoIterator:
     """A NeMo manifest read lazily, line by line, as Lhotse cuts (no audio or header is read).
 
     Each cut covers ``[offset, offset + duration)`` of its file, has one supervision with the
-    text (and ``language`` from ``lang_field``), and carries ``tags`` in ``cut.custom``.
+    text (and ``language`` from ``lang_field``), and carries ``tags`` in ``cut.custom``. Lines
+    are parsed by :func:`myna.data.manifest.iter_manifest`: a bad one names file:line.
 
     Args:
         path: NeMo manifest (relative audio paths resolve against its folder).
@@ -91,44 +90,33 @@ class LazyNeMoIterator:
 
     def __init__(self, path: str | os.PathLike, text_field: str = "text", lang_field: str = "lang",
                  sample_rate: int = 16000, tags: Mapping[str, Any] | None = None):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ManifestError(f"manifest not found: {self.path}")
+        self.path = os.fspath(path)
         self.text_field = text_field
         self.lang_field = lang_field
         self.sample_rate = sample_rate
         self.tags = dict(tags or {})
+        if not os.path.isfile(self.path):  # fail here, not at the first batch
+            raise ManifestError(f"manifest not found: {self.path}")
 
     def __iter__(self) -> Iterator[MonoCut]:
-        base = self.path.resolve().parent
-        name = str(self.path)
-        with open(self.path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ManifestError(f"{name}:{line_no}: malformed JSON ({err.msg})") from err
-                lang = item.get(self.lang_field)
-                entry = _parse_item(item, base, f"{name}:{line_no}", self.text_field, False, name, line_no)
-                yield _make_cut(f"{self.path.stem}-{line_no}", entry.audio_filepath, "file",
-                                entry.audio_filepath, entry.offset, entry.duration, entry.text, lang,
-                                self.sample_rate, self.tags)
+        stem = Path(self.path).stem
+        for entry in iter_manifest(self.path, self.text_field):
+            yield _make_cut(entry, f"{stem}-{entry.line}", entry.audio_filepath, entry.audio_filepath,
+                            lang_field=self.lang_field, sample_rate=self.sample_rate, tags=self.tags)
 
     def __len__(self) -> int:
-        with open(self.path, encoding="utf-8") as f:
-            return sum(1 for line in f if line.strip())
+        return count_manifest_lines(self.path)
 
 
 class LazyNeMoTarredIterator:
     """NeMo tar shards read lazily as Lhotse cuts holding the member bytes in memory.
 
-    ``manifest_filepath`` is either one tarred manifest (read once, member -> entries) or a
-    brace pattern / list of sharded manifests matching the shards one to one (each read when its
-    shard is). Shards are visited in order, or shuffled with ``shard_seed`` (resolved where the
-    iteration runs: "trng" differs on every process, "randomized" derives from the worker's and
-    rank's seed). A corrupt shard is logged with the shard and member and skipped.
+    ``manifest_filepath`` is either one tarred manifest (read once) or a brace pattern / list of
+    sharded manifests matching the shards one to one (each read when its shard is); members find
+    their entries through a :class:`myna.data.tarred.TarMemberIndex`. Shards are visited in
+    order, or shuffled with ``shard_seed`` (resolved where the iteration runs: "trng" differs on
+    every process, "randomized" derives from the worker's and rank's seed). A corrupt shard is
+    logged with the shard and member and skipped.
 
     Args:
         manifest_filepath: tarred manifest(s), see above.
@@ -138,9 +126,9 @@ class LazyNeMoTarredIterator:
         text_field, lang_field, sample_rate, tags: as :class:`LazyNeMoIterator`.
     """
 
-    def __init__(self, manifest_filepath: str | Sequence[str], tarred_audio_filepaths: str | Sequence[str],
-                 shuffle_shards: bool = False, shard_seed: int | str = "trng", text_field: str = "text",
-                 lang_field: str = "lang", sample_rate: int = 16000, tags: Mapping[str, Any] | None = None):
+    def __init__(self, manifest_filepath: Any, tarred_audio_filepaths: Any, *, shuffle_shards: bool = False,
+                 shard_seed: int | str = "trng", text_field: str = "text", lang_field: str = "lang",
+                 sample_rate: int = 16000, tags: Mapping[str, Any] | None = None):
         self.shards = expand_sharded_filepaths(tarred_audio_filepaths, "replicate")
         manifests = expand_sharded_filepaths(manifest_filepath, "replicate")
         if len(manifests) not in (1, len(self.shards)):
@@ -155,17 +143,6 @@ class LazyNeMoTarredIterator:
         self.tags = dict(tags or {})
         self.skipped = 0
 
-    def _entries(self, manifest: str) -> dict[str, list[tuple[int, dict]]]:
-        from myna.data.tarred import _member_of
-
-        by_member: dict[str, list[tuple[int, dict]]] = {}
-        with open(manifest, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                if line.strip():
-                    item = json.loads(line)
-                    by_member.setdefault(_member_of(item["audio_filepath"]), []).append((line_no, item))
-        return by_member
-
     def _skip(self, shard: str, member: str, reason: str) -> None:
         self.skipped += 1
         logger.warning("skipped shard %s member %s: %s (%d skipped so far in this process)",
@@ -175,40 +152,40 @@ class LazyNeMoTarredIterator:
         order = list(range(len(self.shards)))
         if self.shuffle_shards:
             random.Random(resolve_seed(self.shard_seed)).shuffle(order)
-        shared = self._entries(self.manifests[0]) if len(self.manifests) == 1 else None
+        shared = TarMemberIndex.read(self.manifests[0], self.text_field) if len(self.manifests) == 1 else None
         for i in order:
             shard = self.shards[i]
-            by_member = shared if shared is not None else self._entries(self.manifests[i])
+            index = shared if shared is not None else TarMemberIndex.read(self.manifests[i], self.text_field)
             for member, data in stream_tar_members(shard, self._skip):
-                if member not in by_member:
+                numbers = index[member]
+                if not numbers:
                     self._skip(shard, member, "not in the manifest")
-                    continue
-                for line_no, item in by_member[member]:
-                    text = item.get(self.text_field, "")
-                    offset = float(item.get("offset") or 0.0)
-                    cut = _make_cut(f"{Path(shard).stem}-{member}-{line_no}", member, "memory", data,
-                                    offset, float(item["duration"]), text, item.get(self.lang_field),
-                                    self.sample_rate, self.tags)
+                for number in numbers:
+                    entry = index.entries[number]
+                    cut = _make_cut(entry, f"{Path(shard).stem}-{member}-{entry.line}", member, data,
+                                    lang_field=self.lang_field, sample_rate=self.sample_rate, tags=self.tags)
                     cut.custom["shard"] = shard
                     yield cut
 
     def __len__(self) -> int:
-        return sum(len(v) for m in self.manifests for v in self._entries(m).values())
+        return sum(count_manifest_lines(m) for m in self.manifests)
 
 
-def _make_cut(cut_id: str, recording_id: str, source_type: str, source: str | bytes, offset: float,
-              duration: float, text: str, language: str | None, sample_rate: int,
-              tags: Mapping[str, Any]) -> MonoCut:
-    end = offset + duration
-    recording = Recording(id=recording_id, sources=[AudioSource(type=source_type, channels=[0], source=source)],
+def _make_cut(entry: ManifestEntry, cut_id: str, recording_id: str, source: str | bytes, *, lang_field: str,
+              sample_rate: int, tags: Mapping[str, Any]) -> MonoCut:
+    """The cut of a manifest entry whose audio is the file ``source`` or, as bytes, in memory."""
+    end = entry.offset + entry.duration
+    kind = "memory" if isinstance(source, bytes) else "file"
+    recording = Recording(id=recording_id, sources=[AudioSource(type=kind, channels=[0], source=source)],
                           sampling_rate=sample_rate, num_samples=max(1, round(end * sample_rate)), duration=end)
-    supervision = SupervisionSegment(id=cut_id, recording_id=recording_id, start=offset, duration=duration,
-                                     text=text, language=language)
+    supervision = SupervisionSegment(id=cut_id, recording_id=recording_id, start=entry.offset,
+                                     duration=entry.duration, text=entry.text,
+                                     language=entry.extra.get(lang_field))
     custom = {"myna_nemo": True}
     if tags:
         custom.update(tags)
         custom["tags"] = dict(tags)
-    return MonoCut(id=cut_id, start=offset, duration=duration, channel=0, supervisions=[supervision],
+    return MonoCut(id=cut_id, start=entry.offset, duration=entry.duration, channel=0, supervisions=[supervision],
                    recording=recording, custom=custom)
 
 
@@ -219,36 +196,44 @@ def _attach_tags(cut: Any, tags: Mapping[str, Any]) -> Any:
     return cut
 
 
-# ----------------------------------------------------------------------------- config
+# ----------------------------------------------------------------------------- source specs
 
 
-def parse_weighted_manifests(value: Any) -> list[tuple[str, float]]:
-    """``a.json`` / ``a.json,b.json`` / ``[a.json, b.json]`` / ``[[a.json, 0.7], [b.json, 0.3]]``
-    (also as a YAML string) -> [(path, weight)], weight 1 when not given."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            value = yaml.safe_load(text)
-        else:
-            return [(p.strip(), 1.0) for p in text.split(",") if p.strip()]
-    out = []
-    for item in value:
-        if isinstance(item, (str, os.PathLike)):
-            out.append((os.fspath(item), 1.0))
-        elif isinstance(item, Sequence) and len(item) == 2 and isinstance(item[1], (int, float)):
-            if item[1] < 0:
-                raise ValueError(f"weight of {item[0]} must be >= 0, got {item[1]}")
-            out.append((os.fspath(item[0]), float(item[1])))
-        else:
-            raise ValueError(f"expected a path or [path, weight], got {item!r}")
-    if not out:
-        raise ValueError(f"no manifest in {value!r}")
-    return out
+@dataclass(frozen=True)
+class LhotseSource:
+    """One leaf of the source tree: what to read, its probability in the mix, its tags.
+
+    Attributes:
+        type: nemo | nemo_tarred | lhotse | lhotse_shar.
+        weight: probability of drawing from this source (a flattened ``input_cfg`` sums to 1).
+        tags: attached to every example of the source.
+        manifest_filepath: nemo / nemo_tarred: manifest path(s) (weighted lists allowed for nemo).
+        tarred_audio_filepaths: nemo_tarred: the shards.
+        cuts_path: lhotse: a CutSet manifest.
+        shar_path: lhotse_shar: a Shar folder or a dict of field -> shard lists.
+        text_field, lang_field: manifest keys (None: the dataset section's).
+    """
+
+    type: str
+    weight: float = 1.0
+    tags: Mapping[str, Any] = field(default_factory=dict)
+    manifest_filepath: Any = None
+    tarred_audio_filepaths: Any = None
+    cuts_path: Any = None
+    shar_path: Any = None
+    text_field: str | None = None
+    lang_field: str | None = None
+
+
+_SOURCE_KEYS = {"nemo": ("manifest_filepath",), "nemo_tarred": ("manifest_filepath", "tarred_audio_filepaths"),
+                "lhotse": ("cuts_path",), "lhotse_shar": ("shar_path",)}
+_NODE_KEYS = {"type", "weight", "tags", "input_cfg", "text_field", "lang_field", "manifest_filepath",
+              "tarred_audio_filepaths", "cuts_path", "shar_path"}
 
 
 def flatten_input_cfg(input_cfg: Any, weight: float = 1.0,
-                      tags: Mapping[str, Any] | None = None) -> list[tuple[dict, float, dict]]:
-    """Leaves of an ``input_cfg`` tree as (source dict, probability, tags).
+                      tags: Mapping[str, Any] | None = None) -> list[LhotseSource]:
+    """Leaves of an ``input_cfg`` tree, each with its probability and accumulated tags.
 
     A node's probability is its ``weight`` divided by the sum of its siblings' weights, times its
     parent's probability (nested muxing, flattened), so a group's weight multiplies through to its
@@ -257,7 +242,15 @@ def flatten_input_cfg(input_cfg: Any, weight: float = 1.0,
     Args:
         input_cfg: list of source dicts (``type``: nemo | nemo_tarred | lhotse | lhotse_shar |
             group; ``weight``; ``tags``; a group's own ``input_cfg``), or a YAML file path.
+
+    Raises:
+        ValueError: a node without a known type or without the keys its type needs, an unknown
+            key, a negative weight, or weights that sum to 0.
     """
+    if type(input_cfg).__name__ in ("ListConfig", "DictConfig"):
+        from omegaconf import OmegaConf
+
+        input_cfg = OmegaConf.to_container(input_cfg, resolve=True)
     if isinstance(input_cfg, (str, os.PathLike)):
         path = Path(input_cfg)
         if not path.is_file():
@@ -269,6 +262,12 @@ def flatten_input_cfg(input_cfg: Any, weight: float = 1.0,
     for node in input_cfg:
         if not isinstance(node, Mapping) or node.get("type") not in SOURCE_TYPES:
             raise ValueError(f"input_cfg entry needs a type in {SOURCE_TYPES}: {node!r}")
+        unknown = sorted(set(node) - _NODE_KEYS)
+        if unknown:
+            raise ValueError(f"input_cfg entry has unknown key(s) {unknown}: {node!r}")
+        missing = [k for k in _SOURCE_KEYS.get(node["type"], ("input_cfg",)) if not node.get(k)]
+        if missing:
+            raise ValueError(f"input_cfg entry of type {node['type']} needs {missing}: {node!r}")
         w = float(node.get("weight", 1.0))
         if w < 0:
             raise ValueError(f"input_cfg weight must be >= 0: {node!r}")
@@ -283,80 +282,101 @@ def flatten_input_cfg(input_cfg: Any, weight: float = 1.0,
         if node["type"] == "group":
             leaves.extend(flatten_input_cfg(node["input_cfg"], p, node_tags))
         else:
-            leaves.append((dict(node), p, node_tags))
+            leaves.append(LhotseSource(type=node["type"], weight=p, tags=node_tags,
+                                       **{k: node.get(k) for k in ("manifest_filepath", "tarred_audio_filepaths",
+                                                                  "cuts_path", "shar_path", "text_field",
+                                                                  "lang_field")}))
     return leaves
 
 
-def _leaf_cutset(node: Mapping[str, Any], cfg: Mapping[str, Any], tags: Mapping[str, Any],
-                 shard_seed: Any) -> tuple[CutSet, bool]:
-    kind = node["type"]
-    text_field = node.get("text_field", cfg.get("text_field", "text"))
-    lang_field = node.get("lang_field", cfg.get("lang_field", "lang"))
-    sr = int(cfg.get("sample_rate", 16000))
-    shuffle = bool(cfg.get("shuffle", False))
-    if kind == "nemo":
-        cutsets = [CutSet(LazyNeMoIterator(p, text_field, lang_field, sr, tags))
-                   for p, _ in parse_weighted_manifests(node["manifest_filepath"])]
-        return (cutsets[0] if len(cutsets) == 1 else CutSet.mux(*cutsets, seed=shard_seed)), False
-    if kind == "nemo_tarred":
-        return CutSet(LazyNeMoTarredIterator(node["manifest_filepath"], node["tarred_audio_filepaths"],
-                                             shuffle, shard_seed, text_field, lang_field, sr, tags)), True
-    if kind == "lhotse":
-        cuts = CutSet.from_file(node["cuts_path"]) if not _is_lazy_path(node["cuts_path"]) \
-            else CutSet.from_jsonl_lazy(node["cuts_path"])
-    else:  # lhotse_shar
-        shar = node["shar_path"]
-        cuts = CutSet.from_shar(in_dir=shar, shuffle_shards=shuffle, seed=shard_seed
-                                if shard_seed != "trng" else "randomized") if isinstance(shar, (str, os.PathLike)) \
-            else CutSet.from_shar(fields=dict(shar), shuffle_shards=shuffle)
-    if tags:
-        cuts = cuts.map(partial(_attach_tags, tags=dict(tags)))
-    return cuts, kind == "lhotse_shar"
+def sources_of(spec: DatasetSpec) -> list[LhotseSource]:
+    """The sources a dataset section names, first match wins: ``input_cfg``; ``cuts_path``;
+    ``shar_path``; ``manifest_filepath`` (+ ``tarred_audio_filepaths`` when ``is_tarred``;
+    weighted lists become weighted sources)."""
+    if spec.input_cfg:
+        return flatten_input_cfg(spec.input_cfg)
+    if spec.cuts_path:
+        return [LhotseSource("lhotse", cuts_path=spec.cuts_path)]
+    if spec.shar_path:
+        return [LhotseSource("lhotse_shar", shar_path=spec.shar_path)]
+    if spec.manifest_filepath:
+        if spec.is_tarred:
+            return [LhotseSource("nemo_tarred", manifest_filepath=spec.manifest_filepath,
+                                 tarred_audio_filepaths=spec.tarred_audio_filepaths)]
+        pairs = weighted_manifest_paths(spec.manifest_filepath)
+        total = sum(w for _, w in pairs)
+        return [LhotseSource("nemo", weight=w / total, manifest_filepath=p) for p, w in pairs]
+    raise ValueError("use_lhotse needs one of input_cfg, cuts_path, shar_path, manifest_filepath")
 
 
-def _is_lazy_path(path: Any) -> bool:
-    return str(path).endswith((".jsonl", ".jsonl.gz"))
+# ----------------------------------------------------------------------------- cut sets
 
 
-def read_cutset_from_config(cfg: Mapping[str, Any], infinite: bool = False) -> tuple[CutSet, bool]:
-    """The (lazy) CutSet a dataset config describes, and whether it streams shards.
+def read_cutset(sources: Sequence[LhotseSource], *, sample_rate: int, shuffle: bool, shard_seed: Any,
+                infinite: bool = False, min_duration: float | None = None, max_duration: float | None = None,
+                text_field: str = "text", lang_field: str = "lang") -> tuple[CutSet, bool]:
+    """The (lazy) CutSet of some sources, and whether it streams shards.
 
-    Sources, first match wins: ``input_cfg``; ``cuts_path``; ``shar_path``;
-    ``manifest_filepath`` (+ ``tarred_audio_filepaths`` when ``is_tarred``; weighted lists are
-    muxed). With ``infinite`` every source repeats before muxing, so the weights hold exactly for
-    as long as training runs. Durations outside ``[min_duration, max_duration]`` are filtered.
+    With ``infinite`` every source repeats before muxing, so the weights hold exactly for as long
+    as training runs. Durations outside ``[min_duration, max_duration]`` are filtered.
+
+    Args:
+        sources: the leaves (see :func:`sources_of`, :func:`flatten_input_cfg`).
+        sample_rate: rate recorded in NeMo-sourced cuts.
+        shuffle: shuffle shard orders (tarred and Shar sources).
+        shard_seed: int | "trng" | "randomized": shard order and source mixing.
+        infinite: repeat every source.
+        min_duration, max_duration: seconds (None: no bound).
+        text_field, lang_field: manifest keys for sources that name none.
     """
-    shard_seed = cfg.get("shard_seed", "trng")
-    if cfg.get("input_cfg"):
-        leaves = flatten_input_cfg(cfg["input_cfg"])
-    elif cfg.get("cuts_path"):
-        leaves = [({"type": "lhotse", "cuts_path": cfg["cuts_path"]}, 1.0, {})]
-    elif cfg.get("shar_path"):
-        leaves = [({"type": "lhotse_shar", "shar_path": cfg["shar_path"]}, 1.0, {})]
-    elif cfg.get("manifest_filepath"):
-        if cfg.get("is_tarred"):
-            leaves = [({"type": "nemo_tarred", "manifest_filepath": cfg["manifest_filepath"],
-                        "tarred_audio_filepaths": cfg["tarred_audio_filepaths"]}, 1.0, {})]
-        else:
-            pairs = parse_weighted_manifests(cfg["manifest_filepath"])
-            total = sum(w for _, w in pairs)
-            leaves = [({"type": "nemo", "manifest_filepath": p}, w / total, {}) for p, w in pairs]
-    else:
-        raise ValueError("use_lhotse needs one of input_cfg, cuts_path, shar_path, manifest_filepath")
     cutsets, streaming = [], False
-    for node, _, tags in leaves:
-        cuts, is_stream = _leaf_cutset(node, cfg, tags, shard_seed)
+    for source in sources:
+        cuts, is_stream = _source_cutset(source, sample_rate=sample_rate, shuffle=shuffle, shard_seed=shard_seed,
+                                         text_field=source.text_field or text_field,
+                                         lang_field=source.lang_field or lang_field)
         streaming |= is_stream
         cutsets.append(cuts.repeat() if infinite else cuts)
-    weights = [p for _, p, _ in leaves]
-    if len(cutsets) == 1:
-        cuts = cutsets[0]
-    else:
-        cuts = CutSet.mux(*cutsets, weights=weights, seed=shard_seed)
-    low, high = cfg.get("min_duration"), cfg.get("max_duration")
-    if low is not None or high is not None:
-        cuts = cuts.filter(partial(_duration_ok, low=low, high=high))
+    cuts = cutsets[0] if len(cutsets) == 1 else CutSet.mux(*cutsets, weights=[s.weight for s in sources],
+                                                            seed=shard_seed)
+    if min_duration is not None or max_duration is not None:
+        cuts = cuts.filter(partial(_duration_ok, low=min_duration, high=max_duration))
     return cuts, streaming
+
+
+def read_cutset_from_config(section: Any, infinite: bool = False, name: str = "train_ds") -> tuple[CutSet, bool]:
+    """:func:`read_cutset` of a dataset section (parsed by :class:`myna.data.spec.DatasetSpec`)."""
+    spec = DatasetSpec.from_section(section, name)
+    return read_cutset(sources_of(spec), sample_rate=spec.sample_rate, shuffle=spec.shuffle,
+                       shard_seed=spec.shard_seed, infinite=infinite, min_duration=spec.min_duration,
+                       max_duration=spec.max_duration, text_field=spec.text_field, lang_field=spec.lang_field)
+
+
+def _source_cutset(source: LhotseSource, *, sample_rate: int, shuffle: bool, shard_seed: Any, text_field: str,
+                   lang_field: str) -> tuple[CutSet, bool]:
+    tags = dict(source.tags)
+    if source.type == "nemo":
+        pairs = weighted_manifest_paths(source.manifest_filepath)
+        cutsets = [CutSet(LazyNeMoIterator(p, text_field, lang_field, sample_rate, tags)) for p, _ in pairs]
+        if len(cutsets) == 1:
+            return cutsets[0], False
+        return CutSet.mux(*cutsets, weights=[w for _, w in pairs], seed=shard_seed), False
+    if source.type == "nemo_tarred":
+        return CutSet(LazyNeMoTarredIterator(source.manifest_filepath, source.tarred_audio_filepaths,
+                                             shuffle_shards=shuffle, shard_seed=shard_seed, text_field=text_field,
+                                             lang_field=lang_field, sample_rate=sample_rate, tags=tags)), True
+    if source.type == "lhotse":
+        path = source.cuts_path
+        cuts = CutSet.from_jsonl_lazy(path) if str(path).endswith((".jsonl", ".jsonl.gz")) else CutSet.from_file(path)
+    else:  # lhotse_shar
+        shar = source.shar_path
+        if isinstance(shar, (str, os.PathLike)):
+            cuts = CutSet.from_shar(in_dir=shar, shuffle_shards=shuffle,
+                                    seed=shard_seed if shard_seed != "trng" else "randomized")
+        else:
+            cuts = CutSet.from_shar(fields=dict(shar), shuffle_shards=shuffle)
+    if tags:
+        cuts = cuts.map(partial(_attach_tags, tags=tags))
+    return cuts, source.type == "lhotse_shar"
 
 
 def _duration_ok(cut: Any, low: float | None, high: float | None) -> bool:
@@ -369,14 +389,15 @@ def _duration_ok(cut: Any, low: float | None, high: float | None) -> bool:
 class LhotseAudioTextDataset(torch.utils.data.Dataset):
     """Turn a CutSet batch into myna's batch dict (see :func:`myna.data.loader.collate_audio_text`).
 
-    NeMo-sourced cuts are read with myna's readers, other cuts with Lhotse; both are mixed down
-    to mono and resampled to ``sample_rate`` with soxr. A cut whose audio cannot be read is logged (with
-    shard and member for tarred data), counted in :attr:`skipped` and left out of the batch.
+    NeMo-sourced cuts are decoded by :func:`myna.audio.load_audio` (file or tar member bytes);
+    other cuts by Lhotse, then mixed down and resampled by :func:`myna.audio.to_mono_at_rate`. A
+    cut whose audio cannot be read is logged (with shard and member for tarred data), counted in
+    :attr:`skipped` and left out of the batch.
 
     Returns (``__getitem__``):
         dict with audio (B, Lmax) float32, audio_lengths (B,) int64, tokens (B, Umax) int64,
-        token_lengths (B,) int64, indices (B,) int64 (row numbers), and ``tags`` (list of B dicts)
-        when any cut has tags.
+        token_lengths (B,) int64, indices (B,) int64 (row numbers), ids (list of B cut ids), and
+        ``tags`` (list of B dicts) when any cut has tags; {} when no cut could be read.
     """
 
     def __init__(self, tokenizer: Any, sample_rate: int):
@@ -388,14 +409,10 @@ class LhotseAudioTextDataset(torch.utils.data.Dataset):
         custom = cut.custom or {}
         if custom.get("myna_nemo"):
             source = cut.recording.sources[0]
-            if source.type == "memory":
-                return decode_audio_bytes(source.source, self.sample_rate, cut.start, cut.duration,
-                                          name=f"{custom.get('shard', '?')} member {cut.recording.id}")
-            return load_audio(source.source, self.sample_rate, offset=cut.start, duration=cut.duration)
-        audio = np.asarray(cut.load_audio(), dtype=np.float32).mean(axis=0)  # (channels, L) -> (L,)
-        if cut.sampling_rate != self.sample_rate:
-            audio = soxr.resample(audio, cut.sampling_rate, self.sample_rate, quality="HQ")
-        return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+            name = f"shard {custom.get('shard', '?')} member {cut.recording.id}" if source.type == "memory" else None
+            return load_audio(source.source, self.sample_rate, offset=cut.start, duration=cut.duration, name=name)
+        samples = np.asarray(cut.load_audio(), dtype=np.float32)  # (channels, L)
+        return to_mono_at_rate(samples.T, cut.sampling_rate, self.sample_rate)
 
     def __getitem__(self, cuts: Any) -> dict:
         items, tags = [], []
@@ -408,7 +425,8 @@ class LhotseAudioTextDataset(torch.utils.data.Dataset):
                 continue
             text = " ".join(s.text for s in cut.supervisions if s.text)
             ids = self.tokenizer.encode(text) if self.tokenizer is not None else []
-            items.append({"audio": audio, "tokens": torch.tensor(ids, dtype=torch.int64), "index": len(items)})
+            items.append({"audio": audio, "tokens": torch.tensor(ids, dtype=torch.int64), "index": len(items),
+                          "id": cut.id})
             tags.append(dict((cut.custom or {}).get("tags", {})))
         if not items:
             return {}
@@ -418,87 +436,139 @@ class LhotseAudioTextDataset(torch.utils.data.Dataset):
         return batch
 
 
-class _SkipEmpty:
-    """Iterate a DataLoader, dropping batches whose every cut failed to load."""
+def make_sampler(cuts: CutSet, *, batch_duration: float | None, batch_size: int | None, shuffle: bool,
+                 drop_last: bool, quadratic_duration: float | None, use_bucketing: bool, num_buckets: int,
+                 bucket_duration_bins: Sequence[float] | None, num_cuts_for_bins_estimate: int,
+                 bucket_buffer_size: int, shuffle_buffer_size: int, seed: Any, world_size: int,
+                 rank: int) -> Any:
+    """Lhotse's dynamic sampler for ``cuts``: batches of at most ``batch_duration`` seconds (each
+    cut counting ``d + d**2 / quadratic_duration`` with ``quadratic_duration``) and at most
+    ``batch_size`` cuts; with ``use_bucketing`` drawn from ``num_buckets`` duration buckets
+    (``bucket_duration_bins``, or estimated from the first ``num_cuts_for_bins_estimate`` cuts),
+    the buffer holding ``bucket_buffer_size + shuffle_buffer_size`` cuts (larger: better buckets
+    and shuffling, more memory)."""
+    if batch_duration is None and batch_size is None:
+        raise ValueError("use_lhotse needs batch_duration and/or batch_size")
+    common = dict(max_duration=batch_duration, max_cuts=batch_size, shuffle=shuffle, drop_last=drop_last,
+                  quadratic_duration=quadratic_duration, world_size=world_size, rank=rank, seed=seed)
+    if use_bucketing:
+        return DynamicBucketingSampler(
+            cuts, num_buckets=num_buckets,
+            duration_bins=list(bucket_duration_bins) if bucket_duration_bins is not None else None,
+            num_cuts_for_bins_estimate=num_cuts_for_bins_estimate,
+            buffer_size=bucket_buffer_size + shuffle_buffer_size, **common)
+    return DynamicCutSampler(cuts, shuffle_buffer_size=shuffle_buffer_size, **common)
 
-    def __init__(self, loader: torch.utils.data.DataLoader):
-        self.loader = loader
-        self.dataset = loader.dataset
 
-    def __iter__(self) -> Iterator[dict]:
-        return (batch for batch in self.loader if batch)
+class LhotseLoader(ResumableLoader):
+    """Batches of a Lhotse sampler, epoch by epoch, resumable anywhere inside an epoch.
 
-    def __len__(self) -> int:
-        return len(self.loader)
+    Non-streaming sources are sampled here, in the training process; a DataLoader's workers only
+    decode. A restored position re-runs the sampler over the cuts it had already batched (cut
+    metadata, no audio) before serving. Streaming sources (tar shards, Shar) are sampled inside
+    each worker (each reads its own shard order); a restored position makes each worker pass over
+    the batches it had served (see :class:`myna.data.resumable.WorkerStream`).
+
+    Exact resumption needs reproducible seeds: ``shard_seed`` "trng" (the default) draws a new
+    shard order and source mix in every process, so the batches after a restart differ from those
+    an uninterrupted run would have seen (a warning says so when a position is restored).
+
+    Each epoch sets the sampler's epoch, so every epoch is shuffled anew. An endless (training)
+    loader has no length; its epochs end where the trainer ends them.
+
+    Args:
+        sampler: a Lhotse ``CutSampler``.
+        dataset: cuts -> batch dict (:class:`LhotseAudioTextDataset`).
+        streaming: sample inside the workers (tar or Shar sources).
+        num_workers: DataLoader processes.
+        pin_memory: pin batches.
+        worker_init_fn: run in each worker with its (logical) id, e.g. Lhotse's seeding.
+        reproducible: whether the seeds make the cut order reproducible (False: "trng").
+    """
+
+    def __init__(self, sampler: Any, dataset: LhotseAudioTextDataset, *, streaming: bool, num_workers: int = 0,
+                 pin_memory: bool = False, worker_init_fn: Callable[[int], None] | None = None,
+                 reproducible: bool = True):
+        self.sampler = sampler
+        self.dataset = dataset
+        self.streaming = streaming
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.worker_init_fn = worker_init_fn
+        self.reproducible = reproducible
+        if streaming:
+            self._stream = _SampledStream(sampler, dataset)
+        else:
+            self._feed = _FromBatch(sampler)
+            self._loader = DataLoader(dataset, sampler=self._feed, batch_size=None, num_workers=num_workers,
+                                      worker_init_fn=worker_init_fn, pin_memory=pin_memory)
+        super().__init__()
+
+    def _start_position(self, epoch: int) -> Position:
+        return {"batches": 0, "pass": {}} if self.streaming else {"batches": 0}
+
+    def load_state_dict(self, state: Position) -> None:
+        super().load_state_dict(state)
+        if not self.reproducible and int(state.get("batches", 0)) > 0:
+            logger.warning("resuming a Lhotse loader whose shard_seed or seed is 'trng': the cut order after the "
+                           "restart is drawn anew, so the batches differ from an uninterrupted run's")
+
+    def _iterate(self, epoch: int, start: Position) -> Iterator[tuple[Any, Position]]:
+        served = int(start["batches"])
+        if self.streaming:
+            self._stream.epoch = epoch
+            for batch, position in stream_worker_pass(self._stream, dict(start.get("pass") or {}), self.num_workers,
+                                                      self.pin_memory, worker_init_fn=self.worker_init_fn):
+                served += batch is not None
+                yield batch, {"batches": served, "pass": position}
+            return
+        self.sampler.set_epoch(epoch)
+        self._feed.skip = served
+        for batch in self._loader:
+            served += 1
+            yield (batch or None), {"batches": served}
 
 
-def _resolve_int_seed(seed: Any, fallback: int) -> int:
-    if seed is None:
+class _FromBatch(Sampler):
+    """A Lhotse sampler from its ``skip``-th batch on (the ones before are drawn, not served)."""
+
+    def __init__(self, sampler: Any):
+        self.sampler = sampler
+        self.skip = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        return islice(iter(self.sampler), self.skip, None)
+
+
+class _SampledStream(WorkerStream):
+    """A Lhotse sampler run inside each DataLoader worker (streaming sources)."""
+
+    def __init__(self, sampler: Any, dataset: LhotseAudioTextDataset):
+        super().__init__()
+        self.sampler = sampler
+        self.dataset = dataset
+        self.epoch = 0
+
+    def worker_batches(self, worker: int, num_workers: int, skip: int) -> Iterator[dict | None]:
+        self.sampler.set_epoch(self.epoch)
+        for number, cuts in enumerate(self.sampler):
+            if number >= skip:
+                yield self.dataset[cuts] or None
+
+
+def resolve_int_seed(seed: Any, fallback: int) -> int:
+    """A section's ``seed`` as an int: None and "randomized" -> ``fallback`` (the run's seed);
+    "trng" -> a fresh random int."""
+    if seed is None or seed == "randomized":
         return fallback
     if seed == "trng":
         return secrets.randbelow(2**31)
-    if seed == "randomized":
-        return fallback
     return int(seed)
 
 
-def build_lhotse_dataloader(cfg: Mapping[str, Any], tokenizer: Any, train: bool, seed: int = 0,
-                            world_size: int = 1, rank: int = 0) -> Any:
-    """A loader of myna batch dicts from a NeMo-style ``use_lhotse`` dataset config.
-
-    Batches hold at most ``batch_duration`` seconds (with ``quadratic_duration`` each cut counts
-    ``d + d**2 / quadratic_duration``) and at most ``batch_size`` cuts. With ``use_bucketing`` cuts
-    are drawn from ``num_buckets`` duration buckets (``bucket_duration_bins``, or estimated from
-    the first ``num_cuts_for_bins_estimate`` cuts), the buffer holding ``bucket_buffer_size +
-    shuffle_buffer_size`` cuts (larger: better buckets and shuffling, more memory).
-
-    Seeds: ``seed`` (default: the run's) seeds each rank's and worker's RNG and, for non-streaming
-    sources, the sampler's shuffle, which must agree across ranks. ``shard_seed`` orders shards
-    and mixes sources where the iteration runs: "trng" draws a fresh seed per process (default),
-    "randomized" derives one from ``seed``, rank and worker (reproducible), an int is the same
-    everywhere (every rank would read the same shard order).
-
-    Streaming sources (tar, Shar) run the sampler inside each DataLoader worker (each rank and
-    worker reads its own shard order); others sample in the main process and split batches over
-    ranks.
-    """
-    base_seed = _resolve_int_seed(cfg.get("seed"), seed)
-    cfg = dict(cfg)
-    if cfg.get("shard_seed") == "randomized" and not int(cfg.get("num_workers", 0) or 0):
-        # lhotse resolves "randomized" from a worker's seed; in the main process use ours.
-        cfg["shard_seed"] = base_seed + rank
-    infinite = train and not cfg.get("force_finite", False)
-    cuts, streaming = read_cutset_from_config(cfg, infinite=infinite)
-    batch_duration, batch_size = cfg.get("batch_duration"), cfg.get("batch_size")
-    if batch_duration is None and batch_size is None:
-        raise ValueError("use_lhotse needs batch_duration and/or batch_size")
-    shuffle = bool(cfg.get("shuffle", train)) and train
-    sampler_seed = cfg["shard_seed"] if streaming else base_seed
-    common = dict(max_duration=batch_duration, max_cuts=batch_size, shuffle=shuffle,
-                  drop_last=bool(cfg.get("drop_last", False)), quadratic_duration=cfg.get("quadratic_duration"),
-                  world_size=1 if streaming else world_size, rank=0 if streaming else rank, seed=sampler_seed)
-    shuffle_buffer = int(cfg.get("shuffle_buffer_size") or 10000)
-    if cfg.get("use_bucketing", False):
-        bins = cfg.get("bucket_duration_bins")
-        sampler = DynamicBucketingSampler(
-            cuts, num_buckets=int(cfg.get("num_buckets", 30)),
-            duration_bins=list(bins) if bins is not None else None,
-            num_cuts_for_bins_estimate=int(cfg.get("num_cuts_for_bins_estimate", 10000)),
-            buffer_size=int(cfg.get("bucket_buffer_size", 10000)) + shuffle_buffer, **common)
-    else:
-        sampler = DynamicCutSampler(cuts, shuffle_buffer_size=shuffle_buffer, **common)
-    dataset = LhotseAudioTextDataset(tokenizer, int(cfg.get("sample_rate", 16000)))
-    num_workers = int(cfg.get("num_workers", 0) or 0)
-    worker_init = make_worker_init_fn(rank=rank, world_size=world_size, seed=base_seed) if num_workers else None
-    if streaming:
-        loader = torch.utils.data.DataLoader(IterableDatasetWrapper(dataset, sampler), batch_size=None,
-                                             num_workers=num_workers, worker_init_fn=worker_init,
-                                             persistent_workers=False, pin_memory=bool(cfg.get("pin_memory", False)))
-    else:
-        loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
-                                             worker_init_fn=worker_init,
-                                             pin_memory=bool(cfg.get("pin_memory", False)))
-    return _SkipEmpty(loader)
+def lhotse_worker_init(rank: int, world_size: int, seed: int) -> Callable[[int], None]:
+    """Lhotse's per-worker seeding (different seeds per worker and rank, reproducible)."""
+    return partial(worker_init_fn, rank=rank, world_size=world_size, seed=seed)
 
 
 # ----------------------------------------------------------------------------- bins
@@ -528,7 +598,7 @@ def estimate_duration_bins(manifests: Any, num_buckets: int, num_examples: int |
         raise ValueError(f"method must be 'duration' or 'padding', got {method!r}")
     if num_buckets < 2:
         raise ValueError(f"num_buckets must be >= 2, got {num_buckets}")
-    pairs = parse_weighted_manifests(manifests)
+    pairs = weighted_manifest_paths(manifests)
     sources = [CutSet(LazyNeMoIterator(p)) for p, _ in pairs]
     cuts = sources[0] if len(sources) == 1 else CutSet.mux(*sources, weights=[w for _, w in pairs], seed=seed)
     cuts = cuts.filter(partial(_duration_ok, low=min_duration, high=max_duration))

@@ -3,7 +3,7 @@
 :class:`AudioToTextDataset` loads one utterance (its ``[offset, offset + duration)`` segment) and
 its token ids; :func:`collate_audio_text` pads a list of them into a batch;
 :class:`myna.data.sampling.DistributedBatchSampler` orders the batches (random, or semi-sorted by
-duration to cut padding); :func:`build_dataloader` wires the three into a resumable DataLoader.
+duration to cut padding); :func:`build_dataloader` wires the three into a resumable loader.
 
 >>> loader = build_dataloader(entries, tokenizer, sample_rate=16000, batch_size=8, shuffle=True)
 >>> batch = next(iter(loader))
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Protocol, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from myna.audio import AudioError, load_audio
 from myna.data.manifest import ManifestEntry
@@ -64,7 +64,8 @@ class AudioToTextDataset(Dataset):
         """One utterance.
 
         Returns:
-            dict with ``audio`` (L,) float32, ``tokens`` (U,) int64 and ``index`` (int).
+            dict with ``audio`` (L,) float32, ``tokens`` (U,) int64, ``index`` (int) and ``id``
+            (the entry's ``manifest:line``).
 
         Raises:
             AudioError: naming the manifest file, line and audio path when the audio is
@@ -73,7 +74,7 @@ class AudioToTextDataset(Dataset):
         entry = self.entries[index]
         audio = load_entry_audio(entry, self.sample_rate)
         tokens = torch.tensor(self.tokens[index], dtype=torch.int64)
-        return {"audio": audio, "tokens": tokens, "index": index}
+        return {"audio": audio, "tokens": tokens, "index": index, "id": entry.where}
 
 
 def load_entry_audio(entry: ManifestEntry, sample_rate: int) -> torch.Tensor:
@@ -93,7 +94,8 @@ def collate_audio_text(items: Sequence[dict]) -> dict[str, torch.Tensor]:
     """Pad a list of dataset items into a batch (right padding with zeros).
 
     Args:
-        items: B dicts with ``audio`` (L_i,) float32, ``tokens`` (U_i,) int64, ``index`` int.
+        items: B dicts with ``audio`` (L_i,) float32, ``tokens`` (U_i,) int64, ``index`` int, and
+            optionally ``id`` (str, the utterance's name).
 
     Returns:
         dict with
@@ -101,7 +103,8 @@ def collate_audio_text(items: Sequence[dict]) -> dict[str, torch.Tensor]:
         ``audio_lengths`` (B,) int64, the L_i;
         ``tokens`` (B, Umax) int64, padded with 0 (a real id; use the lengths);
         ``token_lengths`` (B,) int64, the U_i;
-        ``indices`` (B,) int64, dataset indices of the rows.
+        ``indices`` (B,) int64, dataset indices of the rows;
+        ``ids`` (list of B str), the utterances' names, when the items have ``id``.
     """
     if not items:
         raise ValueError("cannot collate an empty batch")
@@ -114,8 +117,11 @@ def collate_audio_text(items: Sequence[dict]) -> dict[str, torch.Tensor]:
         audio[row, : item["audio"].shape[0]] = item["audio"]
         tokens[row, : item["tokens"].shape[0]] = item["tokens"]
     indices = torch.tensor([int(item["index"]) for item in items], dtype=torch.int64)
-    return {"audio": audio, "audio_lengths": audio_lengths, "tokens": tokens,
-            "token_lengths": token_lengths, "indices": indices}
+    batch = {"audio": audio, "audio_lengths": audio_lengths, "tokens": tokens,
+             "token_lengths": token_lengths, "indices": indices}
+    if all("id" in item for item in items):
+        batch["ids"] = [str(item["id"]) for item in items]
+    return batch
 
 
 def build_dataloader(
@@ -129,7 +135,7 @@ def build_dataloader(
     drop_last: bool = False,
     semi_sorted: bool = False,
     pin_memory: bool = False,
-) -> DataLoader:
+) -> ResumableDataLoader:
     """A DataLoader yielding :func:`collate_audio_text` batches.
 
     Args:
@@ -145,18 +151,13 @@ def build_dataloader(
         pin_memory: pin batches for faster host-to-GPU copies.
 
     Returns:
-        DataLoader over batches dict(audio (B, Lmax) float32, audio_lengths (B,) int64,
-        tokens (B, Umax) int64, token_lengths (B,) int64, indices (B,) int64). Its
-        ``batch_sampler`` is a :class:`myna.data.sampling.DistributedBatchSampler`.
+        a resumable loader (:class:`myna.data.resumable.ResumableDataLoader`) over batches
+        dict(audio (B, Lmax) float32, audio_lengths (B,) int64, tokens (B, Umax) int64,
+        token_lengths (B,) int64, indices (B,) int64, ids (list of B str)). Its ``batch_sampler``
+        is a :class:`myna.data.sampling.DistributedBatchSampler`.
     """
     dataset = AudioToTextDataset(entries, tokenizer, sample_rate)
     sampler = DistributedBatchSampler(dataset.durations, batch_size, shuffle=shuffle or semi_sorted, seed=seed,
                                       drop_last=drop_last, randomization_factor=0.1 if semi_sorted else None)
-    return ResumableDataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=collate_audio_text,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
-    )
+    return ResumableDataLoader(dataset, sampler, collate_fn=collate_audio_text, num_workers=num_workers,
+                               pin_memory=pin_memory)

@@ -10,6 +10,9 @@
 - :class:`FixedLengthLoader`: serves exactly N batches per epoch from a streaming loader (tar
   shards), so DDP ranks never disagree on the number of steps (which would hang a collective).
 
+Both loaders are resumable (:class:`myna.data.resumable.ResumableLoader`): their ``state_dict()`` is their
+position inside the epoch, and a restored loader continues with the next batch.
+
 >>> sampler = SemiSortBatchSampler(durations, batch_size=32, randomization_factor=0.1, seed=1)
 >>> loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_audio_text)
 """
@@ -18,11 +21,15 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
+
+from myna.data.resumable import Position, ReplayLoader, ResumableLoader
+from myna.data.spec import BUCKETING_STRATEGIES
 
 __all__ = [
     "DistributedBatchSampler",
@@ -35,9 +42,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("myna.data")
-
-BUCKETING_STRATEGIES = ("fixed_order", "synced_randomized", "fully_randomized")
-
 
 class DistributedBatchSampler(Sampler[list[int]]):
     """One rank's batches of dataset indices, the same count on every rank.
@@ -81,16 +85,9 @@ class DistributedBatchSampler(Sampler[list[int]]):
         self.drop_last = drop_last
         self.randomization_factor = randomization_factor
         self.epoch = 0
-        self.skip_batches = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "seed": self.seed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.seed = int(state["epoch"]), int(state["seed"])
 
     def __len__(self) -> int:
         n = len(self.durations)
@@ -99,9 +96,11 @@ class DistributedBatchSampler(Sampler[list[int]]):
         global_batches = math.ceil(n / self.batch_size)
         return math.ceil(global_batches / self.world_size)
 
-    def batches(self) -> list[list[int]]:
-        """This epoch's batches for this rank (without advancing the epoch)."""
-        rng = np.random.default_rng([self.seed, self.epoch])
+    def batches(self, epoch: int | None = None) -> list[list[int]]:
+        """The batches of ``epoch`` (default: the current one) for this rank, a function of the
+        seed and the epoch alone (iterating them does not advance the epoch)."""
+        epoch = self.epoch if epoch is None else epoch
+        rng = np.random.default_rng([self.seed, epoch])
         n = len(self.durations)
         if self.randomization_factor is not None:
             spread = float(self.durations.max() - self.durations.min())
@@ -122,13 +121,13 @@ class DistributedBatchSampler(Sampler[list[int]]):
         mine = order[self.rank :: self.world_size]
         batches = [mine[i : i + self.batch_size].tolist() for i in range(0, len(mine), self.batch_size)]
         if self.shuffle:
-            perm = torch.randperm(len(batches), generator=torch.Generator().manual_seed(self.seed + self.epoch + 1))
+            perm = torch.randperm(len(batches), generator=torch.Generator().manual_seed(self.seed + epoch + 1))
             batches = [batches[i] for i in perm.tolist()]
         assert len(batches) == len(self), (len(batches), len(self))
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self.batches()[self.skip_batches :]
+        batches = self.batches()
         self.epoch += 1
         return iter(batches)
 
@@ -199,12 +198,17 @@ def bucket_order(num_buckets: int, strategy: str, epoch: int, seed: int = 0, ran
     return np.random.default_rng(key).permutation(num_buckets).tolist()
 
 
-class BucketChainLoader:
+class BucketChainLoader(ResumableLoader):
     """Play per-bucket batch sources one after another: NeMo's static bucketing.
 
+    A source listed several times (``bucketing_weights``) is played that many times per epoch,
+    each time as the next epoch of its own order. The position is the place in this epoch's
+    bucket order and the position inside the bucket being played.
+
     Args:
-        sources: one iterable of batches per *entry* (buckets already repeated by
-            ``bucketing_weights``); each must have ``__len__`` equal on all ranks.
+        sources: one batch source per *entry* (buckets already repeated by
+            ``bucketing_weights``, the same object repeated); each has ``__len__`` equal on all
+            ranks. Resumable loaders resume without replay; any other iterable is replayed.
         strategy: see :func:`bucket_order`.
         seed, rank: for the random strategies.
     """
@@ -214,39 +218,55 @@ class BucketChainLoader:
         if not sources:
             raise ValueError("no bucket to chain")
         bucket_order(len(sources), strategy, 0)  # validates the strategy
-        self.sources = list(sources)
+        wrapped: dict[int, ResumableLoader] = {}
+        for source in sources:
+            if id(source) not in wrapped:
+                wrapped[id(source)] = source if isinstance(source, ResumableLoader) else ReplayLoader(source)
+        self.sources = [wrapped[id(source)] for source in sources]
+        self._repeats = Counter(id(source) for source in self.sources)
         self.strategy = strategy
         self.seed = seed
         self.rank = rank
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        super().__init__()
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.sources)
 
-    def order(self) -> list[int]:
-        """This epoch's source order."""
-        return bucket_order(len(self.sources), self.strategy, self.epoch, self.seed, self.rank)
+    def order(self, epoch: int | None = None) -> list[int]:
+        """The source order of ``epoch`` (default: the next one played)."""
+        epoch = self.epoch if epoch is None else epoch
+        return bucket_order(len(self.sources), self.strategy, epoch, self.seed, self.rank)
 
-    def __iter__(self) -> Iterator[dict]:
-        order = self.order()
-        self.epoch += 1
-        for index in order:
-            yield from self.sources[index]
+    def _iterate(self, epoch: int, start: Position) -> Iterator[tuple[Any, Position]]:
+        served, first_slot, inner = int(start["batches"]), int(start.get("slot", 0)), start.get("inner")
+        plays: Counter = Counter()
+        for slot, index in enumerate(self.order(epoch)):
+            source = self.sources[index]
+            # the k-th play of a source in this epoch is epoch (epoch * repeats + k) of its own order
+            source_epoch = epoch * self._repeats[id(source)] + plays[id(source)]
+            plays[id(source)] += 1
+            if slot < first_slot:
+                continue
+            begin = inner if slot == first_slot and inner is not None else source._start_position(source_epoch)
+            for batch, position in source._iterate(source_epoch, begin):
+                served += batch is not None
+                yield batch, {"batches": served, "slot": slot, "inner": position}
+        # (the next epoch starts at slot 0 of its own order)
 
 
-class FixedLengthLoader:
-    """Serve exactly ``num_batches`` batches per epoch from ``loader``.
+class FixedLengthLoader(ResumableLoader):
+    """Serve exactly ``num_batches`` batches per epoch from passes over a streaming source.
 
-    A streaming loader (tar shards, skipped members) cannot know its length exactly, and ranks
-    would otherwise end an epoch at different steps and hang in the next collective. This one
-    stops after ``num_batches`` (the rest of the pass is not served) and, if the loader runs dry first,
-    starts it again (next epoch of its dataset) to fill up.
+    A streaming source (tar shards, skipped members) cannot know its length exactly, and ranks
+    would otherwise end an epoch at different steps and hang in the next collective. Each epoch
+    starts a new pass over the source and stops after ``num_batches`` (the rest of the pass is not
+    served); if the pass runs dry first, another pass fills up. The position is the epoch, the
+    batches served, which pass is being played and the position inside it.
 
     Args:
-        loader: a DataLoader whose dataset reshuffles on each pass by itself.
+        loader: a source of passes, with ``iter_pass(pass_id, start)`` yielding
+            ``(batch, position)`` (:class:`myna.data.tarred.TarredPasses`), or any re-iterable of
+            batches (each ``iter()`` a pass; resumed by replay).
         num_batches: batches per epoch, the same on every rank.
         name: label for log lines.
     """
@@ -258,43 +278,49 @@ class FixedLengthLoader:
         self.loader = loader
         self.num_batches = num_batches
         self.name = name
-        self.epoch = 0
-        self._passes = 0
+        self._passes = loader if hasattr(loader, "iter_pass") else _ReplayPasses(loader)
+        super().__init__()
 
     @property
     def dataset(self) -> Any:
-        return self.loader.dataset
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        return getattr(self.loader, "dataset", None)
 
     def __len__(self) -> int:
         return self.num_batches
 
-    def _start(self) -> Iterator:
-        self._passes += 1
-        return iter(self.loader)
+    def _start_position(self, epoch: int) -> Position:
+        return {"batches": 0, "refill": 0, "pass": {}}
 
-    def __iter__(self) -> Iterator:
-        self._passes = 0
-        served = 0
-        it = self._start()
-        try:
-            while served < self.num_batches:
-                try:
-                    batch = next(it)
-                except StopIteration:
-                    if self._passes > 1 and served == 0:
-                        raise ValueError(f"{self.name}: the loader yields no batch at all") from None
-                    logger.warning("%s: data ran out after %d of %d batches this epoch; "
-                                   "continuing from a new pass", self.name, served, self.num_batches)
-                    it = self._start()
-                    continue
-                served += 1
-                yield batch
-        finally:
-            self.epoch += 1
-            del it
+    def _iterate(self, epoch: int, start: Position) -> Iterator[tuple[Any, Position]]:
+        served, refill, inner = int(start["batches"]), int(start.get("refill", 0)), dict(start.get("pass") or {})
+        resumed = bool(inner)
+        while served < self.num_batches:
+            got = 0
+            for batch, position in self._passes.iter_pass((epoch, refill), inner):
+                if batch is not None:
+                    served += 1
+                    got += 1
+                yield batch, {"batches": served, "refill": refill, "pass": position}
+                if served >= self.num_batches:
+                    return
+            if not got and not resumed:
+                raise ValueError(f"{self.name}: a pass over the data yields no batch at all")
+            logger.warning("%s: data ran out after %d of %d batches this epoch; continuing from a new pass",
+                           self.name, served, self.num_batches)
+            refill, inner, resumed = refill + 1, {}, False
+
+
+class _ReplayPasses:
+    """Passes of a plain re-iterable: each ``iter()`` is a pass, resumed by replaying it."""
+
+    def __init__(self, iterable: Iterable):
+        self.iterable = iterable
+
+    def iter_pass(self, pass_id: tuple[int, int], start: Position) -> Iterator[tuple[Any, Position]]:
+        skip = int(start.get("batches", 0))
+        for served, batch in enumerate(self.iterable, start=1):
+            if served > skip:
+                yield batch, {"batches": served}
 
 
 def min_padding_duration_bins(durations: Sequence[float], num_buckets: int, grid_points: int = 400) -> list[float]:

@@ -10,8 +10,14 @@ entries of one shard (different offsets) is stored once and the later entries ar
 
 Reading streams each shard member by member (``tarfile`` stream mode): nothing is extracted to
 disk. Shards are split over DDP ranks (``scatter``) or not (``replicate``), then over the
-DataLoader workers of a rank. A corrupt member or undecodable audio is logged with its shard and
-member name, counted in :attr:`TarredAudioDataset.skipped`, and skipped.
+DataLoader workers of a rank. Members find their manifest entries through a
+:class:`TarMemberIndex` (shared with the Lhotse tarred source). A corrupt member or undecodable
+audio is logged with its shard and member name, counted in :attr:`TarredAudioDataset.skipped`,
+and skipped.
+
+For training, :class:`TarredPasses` forms each worker's batches *before* decoding them, so a pass
+can be resumed exactly (the batches already served are passed over undecoded) and an undecodable
+member makes its batch smaller instead of shifting every later batch.
 
 >>> write_tarred_dataset("train.json", "tarred/", num_shards=8, shuffle=True, shuffle_seed=1)
 >>> ds = TarredAudioDataset("tarred/tarred_audio_manifest.json", "tarred/audio__OP_0..7_CL_.tar",
@@ -22,8 +28,6 @@ member name, counted in :attr:`TarredAudioDataset.skipped`, and skipped.
 from __future__ import annotations
 
 import datetime
-import io
-import json
 import logging
 import math
 import os
@@ -35,39 +39,76 @@ import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
-import numpy as np
-import soundfile as sf
-import soxr
 import torch
 import yaml
 from torch.utils.data import IterableDataset, get_worker_info
 
-from myna.audio import AudioError
-from myna.data.manifest import ManifestEntry, filter_entries, read_manifest, write_manifest
+from myna.audio import AudioError, load_audio
+from myna.data.loader import collate_audio_text
+from myna.data.manifest import (
+    ManifestEntry,
+    count_manifest_lines,
+    filter_entries,
+    read_manifest,
+    write_manifest,
+)
+from myna.data.paths import SHARD_STRATEGIES, brace_expand, expand_sharded_filepaths, manifest_paths
+from myna.data.resumable import Position, WorkerStream, stream_worker_pass
 
 __all__ = [
     "TarredAudioDataset",
+    "TarredPasses",
+    "TarMemberIndex",
     "TarredDatasetReport",
     "write_tarred_dataset",
     "flatten_member_name",
+    "member_name",
     "brace_expand",
     "expand_sharded_filepaths",
-    "decode_audio_bytes",
+    "equal_batches_per_epoch",
     "shard_index",
     "stream_tar_members",
+    "SHARD_STRATEGIES",
 ]
 
 logger = logging.getLogger("myna.data")
 
-# NeMo's alternative brace spellings (for shells and config systems that mangle '{' and '}').
-_OPEN_KEYS = ("(", "[", "<", "_OP_")
-_CLOSE_KEYS = (")", "]", ">", "_CL_")
-SHARD_STRATEGIES = ("scatter", "replicate")
+PassId = tuple[int, int]
+"""(epoch, refill): the first pass of an epoch is (epoch, 0); passes that refill it count up."""
 
 
 # ----------------------------------------------------------------------------- reading
+
+
+class TarMemberIndex:
+    """Manifest entries by tar member name: how a member read from a shard finds its utterances.
+
+    A tarred manifest's ``audio_filepath`` is the member's name; ``<stem>-sub<k><ext>`` entries are
+    further segments of the member ``<stem><ext>``, so one member may serve several entries.
+
+    Args:
+        entries: manifest entries (see :func:`myna.data.manifest.read_manifest`).
+    """
+
+    def __init__(self, entries: Iterable[ManifestEntry]):
+        self.entries = list(entries)
+        self._by_member: dict[str, list[int]] = defaultdict(list)
+        for i, entry in enumerate(self.entries):
+            self._by_member[member_name(entry.audio_filepath)].append(i)
+
+    @classmethod
+    def read(cls, manifests: Any, text_field: str = "text") -> "TarMemberIndex":
+        """Index the entries of one or more tarred manifests (bad lines name file:line)."""
+        return cls(read_manifest(manifests, text_field=text_field))
+
+    def __getitem__(self, member: str) -> list[int]:
+        """Indices (into :attr:`entries`) of the entries stored as ``member``; [] when none."""
+        return self._by_member.get(member, [])
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
 
 class TarredAudioDataset(IterableDataset):
@@ -75,8 +116,9 @@ class TarredAudioDataset(IterableDataset):
     :class:`myna.data.loader.AudioToTextDataset`.
 
     Each DataLoader worker of each rank reads its own shards, in a (seeded) shuffled order, member
-    by member, and passes the items through a shuffle buffer of ``shuffle_n`` items; so memory is
-    bounded by ``shuffle_n`` utterances, and the more shards, the better the shuffling.
+    by member, and passes the items through a shuffle buffer of ``shuffle_n`` items (still
+    encoded); so memory is bounded by ``shuffle_n`` encoded utterances, and the more shards, the
+    better the shuffling.
 
     Args:
         manifest_filepath: the tarred manifest (member names in ``audio_filepath``), a list of
@@ -101,13 +143,13 @@ class TarredAudioDataset(IterableDataset):
 
     Yields:
         dicts with ``audio`` (L,) float32, ``tokens`` (U,) int64, ``index`` (int, the entry's
-        position in :attr:`entries`).
+        position in :attr:`entries`), ``id`` (the entry's ``manifest:line``).
     """
 
     def __init__(
         self,
-        manifest_filepath: str | Sequence[str],
-        tarred_audio_filepaths: str | Sequence[str],
+        manifest_filepath: Any,
+        tarred_audio_filepaths: Any,
         tokenizer: Any,
         sample_rate: int,
         shuffle_n: int = 0,
@@ -130,12 +172,12 @@ class TarredAudioDataset(IterableDataset):
             manifests = expand_sharded_filepaths(manifest_filepath, shard_strategy, world_size,
                                                  global_rank)
         else:
-            manifests = _as_path_list(manifest_filepath)
-        entries = []
-        for path in manifests:
-            entries.extend(read_manifest(path, text_field=text_field))
-        self.entries, self.filter_report = filter_entries(
-            entries, min_duration=min_duration, max_duration=max_duration, name="tarred manifest")
+            manifests = manifest_paths(manifest_filepath)
+        entries, self.filter_report = filter_entries(
+            read_manifest(manifests, text_field=text_field), min_duration=min_duration,
+            max_duration=max_duration, name="tarred manifest")
+        self.index = TarMemberIndex(entries)
+        self.entries = self.index.entries
         self.sample_rate = sample_rate
         self.shuffle_n = shuffle_n
         self.shuffle = shuffle
@@ -144,11 +186,6 @@ class TarredAudioDataset(IterableDataset):
         self.world_size = world_size
         self.global_rank = global_rank
         self.tokens = [tokenizer.encode(e.text) if tokenizer is not None else [] for e in self.entries]
-        # member name -> entry indices; manifest paths were resolved against the manifest folder,
-        # and "-sub<k>" marks further segments of one stored file.
-        self.by_member: dict[str, list[int]] = defaultdict(list)
-        for i, entry in enumerate(self.entries):
-            self.by_member[_member_of(entry.audio_filepath)].append(i)
         self.skipped = 0  # members skipped in this process (corrupt, undecodable, unknown)
 
     def __len__(self) -> int:
@@ -161,15 +198,7 @@ class TarredAudioDataset(IterableDataset):
     def entries_per_shard(self) -> dict[str, int]:
         """Manifest entries per shard path of this rank (from the ``shard_id`` of each entry and
         the number in the shard's file name)."""
-        counts: dict[int, int] = defaultdict(int)
-        for entry in self.entries:
-            if "shard_id" in entry.extra:
-                counts[int(entry.extra["shard_id"])] += 1
-        out = {}
-        for shard in self.shards:
-            index = shard_index(shard)
-            out[shard] = counts.get(index, 0) if index is not None else 0
-        return out
+        return entries_per_shard(self.entries, self.shards)
 
     def worker_shards(self, worker_id: int, num_workers: int) -> list[str]:
         """This rank's shards that worker ``worker_id`` of ``num_workers`` reads (every
@@ -179,47 +208,100 @@ class TarredAudioDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         worker_id, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        # Each pass advances the epoch of this copy: the main process's copy (fresh workers each
+        # epoch) or a persistent worker's own copy; either way every pass reshuffles.
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        for item in self.encoded_items(worker_id, num_workers, (epoch, 0)):
+            decoded = self.decode(item)
+            if decoded is not None:
+                yield decoded
+
+    def encoded_items(self, worker_id: int, num_workers: int, pass_id: PassId) -> Iterator[tuple[int, bytes, str]]:
+        """One worker's items of one pass, before decoding: ``(entry index, member bytes, shard)``
+        in the order they are served (shards shuffled, then the shuffle buffer), a function of
+        the seed, the pass, the rank and the worker alone."""
         shards = list(self.worker_shards(worker_id, num_workers))
         if not shards:
             logger.warning("rank %d worker %d has no shard to read (%d shards for %d workers)",
                            self.global_rank, worker_id, len(self.shards), num_workers)
-            return
-        # Each pass advances the epoch of this copy: the main process's copy (fresh workers each
-        # epoch) or a persistent worker's own copy; either way every pass reshuffles.
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        rng = random.Random(_mix(self.seed, epoch, self.global_rank, worker_id))
+            return iter(())
+        epoch, refill = pass_id
+        refills = (refill,) if refill else ()  # the first pass of an epoch keeps the plain epoch seed
+        rng = random.Random(_mix(self.seed, epoch, self.global_rank, worker_id, *refills))
         if self.shuffle:
             rng.shuffle(shards)
-        stream = self._samples(shards)
+        stream = self._matched(shards)
         if self.shuffle_n > 0:
             stream = _buffer_shuffle(stream, self.shuffle_n, rng)
-        yield from stream
+        return stream
 
-    def _samples(self, shards: list[str]) -> Iterator[dict]:
+    def _matched(self, shards: list[str]) -> Iterator[tuple[int, bytes, str]]:
         for shard in shards:
-            for member, data in self._members(shard):
-                indices = self.by_member.get(member)
+            for member, data in stream_tar_members(shard, self._skip):
+                indices = self.index[member]
                 if not indices:
                     self._skip(shard, member, "not in the manifest")
-                    continue
                 for index in indices:
-                    entry = self.entries[index]
-                    try:
-                        audio = decode_audio_bytes(data, self.sample_rate, entry.offset,
-                                                   entry.duration or None, name=member)
-                    except AudioError as err:
-                        self._skip(shard, member, str(err))
-                        continue
-                    yield {"audio": audio, "tokens": torch.tensor(self.tokens[index], dtype=torch.int64),
-                           "index": index}
+                    yield index, data, shard
 
-    def _members(self, shard: str) -> Iterator[tuple[str, bytes]]:
-        return stream_tar_members(shard, self._skip)
+    def decode(self, item: tuple[int, bytes, str]) -> dict | None:
+        """The dataset item of an encoded item; None (logged and counted) when it cannot be decoded."""
+        index, data, shard = item
+        entry = self.entries[index]
+        member = os.path.basename(entry.audio_filepath)
+        try:
+            audio = load_audio(data, self.sample_rate, entry.offset, entry.duration or None,
+                               name=f"shard {shard} member {member}")
+        except AudioError as err:
+            self._skip(shard, member, str(err))
+            return None
+        return {"audio": audio, "tokens": torch.tensor(self.tokens[index], dtype=torch.int64), "index": index,
+                "id": entry.where}
 
     def _skip(self, shard: str, member: str, reason: str) -> None:
         self.skipped += 1
         logger.warning("skipped shard %s member %s: %s (%d skipped so far in this process)",
                        shard, member, reason, self.skipped)
+
+
+class TarredPasses(WorkerStream):
+    """Batches of a :class:`TarredAudioDataset`, pass by pass, resumable inside a pass.
+
+    Each worker cuts its encoded items into batches of ``batch_size`` (the last one smaller,
+    or dropped with ``drop_last``) and decodes a batch only when it serves it; an item that
+    fails to decode leaves its batch smaller (None when nothing is left). Used by
+    :class:`myna.data.sampling.FixedLengthLoader`.
+
+    Args:
+        dataset: the tarred dataset of this rank.
+        batch_size: utterances per batch.
+        drop_last: drop each worker's last, partial batch.
+        num_workers: DataLoader processes (0: read in this process).
+        pin_memory: pin batches.
+    """
+
+    def __init__(self, dataset: TarredAudioDataset, batch_size: int, drop_last: bool = False,
+                 num_workers: int = 0, pin_memory: bool = False):
+        super().__init__()
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.pass_id: PassId = (0, 0)
+
+    def iter_pass(self, pass_id: PassId, start: Position) -> Iterator[tuple[dict | None, Position]]:
+        """Serve pass ``pass_id`` from ``start`` (an earlier position of it; {} for its start)."""
+        self.pass_id = pass_id
+        return stream_worker_pass(self, start, self.num_workers, self.pin_memory)
+
+    def worker_batches(self, worker: int, num_workers: int, skip: int) -> Iterator[dict | None]:
+        items = self.dataset.encoded_items(worker, num_workers, self.pass_id)
+        for number, batch in enumerate(_chunks(items, self.batch_size, self.drop_last)):
+            if number < skip:
+                continue
+            decoded = [item for item in map(self.dataset.decode, batch) if item is not None]
+            yield collate_audio_text(decoded) if decoded else None
 
 
 def stream_tar_members(shard: str, skip: Callable[[str, str, str], None]) -> Iterator[tuple[str, bytes]]:
@@ -248,44 +330,20 @@ def stream_tar_members(shard: str, skip: Callable[[str, str, str], None]) -> Ite
         skip(shard, member, f"corrupt tar ({type(err).__name__}: {err}); rest of the shard skipped")
 
 
-def decode_audio_bytes(data: bytes, sample_rate: int, offset: float = 0.0,
-                       duration: float | None = None, name: str = "<bytes>") -> torch.Tensor:
-    """Decode (a segment of) an in-memory audio file as mono float32 at ``sample_rate``.
-
-    Args:
-        data: the file's bytes (any format libsndfile reads).
-        sample_rate: wanted rate in Hz (soxr "HQ" resampling when the file's differs).
-        offset: segment start in seconds.
-        duration: segment length in seconds (None: to the end); clipped to the file.
-        name: for error messages (e.g. the tar member).
-
-    Returns:
-        waveform (samples,) float32.
-
-    Raises:
-        AudioError: undecodable bytes or an empty segment, naming ``name``.
-    """
-    try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            rate = f.samplerate
-            start = int(round(offset * rate))
-            if start > 0:
-                f.seek(start)
-            count = -1 if duration is None else max(1, int(round(duration * rate)))
-            frames = f.read(count, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise AudioError(f"cannot decode audio {name}: {err}") from err
-    if frames.shape[0] == 0:
-        raise AudioError(f"no samples in {name} (offset {offset} s, duration {duration} s)")
-    audio = frames.mean(axis=1) if frames.shape[1] > 1 else frames[:, 0]
-    if rate != sample_rate:
-        audio = soxr.resample(audio, rate, sample_rate, quality="HQ")
-    return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+def _chunks(items: Iterator[Any], size: int, drop_last: bool) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk and not drop_last:
+        yield chunk
 
 
-def _buffer_shuffle(stream: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
+def _buffer_shuffle(stream: Iterator[Any], size: int, rng: random.Random) -> Iterator[Any]:
     """Reservoir-style shuffle: fill a buffer of ``size``, then emit a random one per new item."""
-    buffer: list[dict] = []
+    buffer: list[Any] = []
     for item in stream:
         if len(buffer) < size:
             buffer.append(item)
@@ -305,7 +363,7 @@ def _mix(*numbers: int) -> int:
     return seed
 
 
-def _member_of(audio_filepath: str) -> str:
+def member_name(audio_filepath: str) -> str:
     """Member name of a tarred-manifest path: its base name without a ``-sub<k>`` suffix."""
     base = os.path.basename(audio_filepath)
     stem, ext = os.path.splitext(base)
@@ -318,126 +376,74 @@ def shard_index(path: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-# ----------------------------------------------------------------------------- shard lists
+def entries_per_shard(entries: Sequence[ManifestEntry], shards: Sequence[str]) -> dict[str, int]:
+    """Entries per shard path, from each entry's ``shard_id`` and the number in the shard's name."""
+    counts: dict[int, int] = defaultdict(int)
+    for entry in entries:
+        if "shard_id" in entry.extra:
+            counts[int(entry.extra["shard_id"])] += 1
+    out = {}
+    for shard in shards:
+        index = shard_index(shard)
+        out[shard] = counts.get(index, 0) if index is not None else 0
+    return out
 
 
-def brace_expand(pattern: str) -> list[str]:
-    """Bash-style brace expansion: ``a_{0..2}.tar`` -> ``a_0.tar, a_1.tar, a_2.tar``.
+def equal_batches_per_epoch(
+    *,
+    tarred_audio_filepaths: Any,
+    entries: Sequence[ManifestEntry] = (),
+    sharded_manifests: Any = None,
+    shard_strategy: str,
+    world_size: int,
+    num_workers: int,
+    batch_size: int,
+    drop_last: bool,
+) -> int:
+    """Batches per epoch every rank can serve: the fewest any rank's workers would make.
 
-    Handles comma lists (``{a,b}``), numeric ranges with an optional step and zero padding
-    (``{00..10..2}``), several and nested groups. A brace group without a comma or range stays
-    literal.
-    """
-    start = _find_group(pattern)
-    if start is None:
-        return [pattern]
-    open_at, close_at = start
-    head, body, tail = pattern[:open_at], pattern[open_at + 1 : close_at], pattern[close_at + 1 :]
-    tails = brace_expand(tail)
-    alternatives = _range_alternatives(body)
-    if alternatives is None:
-        parts = _split_top_level(body)
-        if len(parts) == 1:  # literal braces (their content may still hold groups)
-            return [head + "{" + b + "}" + t for b in brace_expand(body) for t in tails]
-        alternatives = [x for part in parts for x in brace_expand(part)]
-    return [head + alt + t for alt in alternatives for t in tails]
-
-
-def _find_group(text: str) -> tuple[int, int] | None:
-    depth, open_at = 0, -1
-    for i, ch in enumerate(text):
-        if ch == "{":
-            if depth == 0:
-                open_at = i
-            depth += 1
-        elif ch == "}" and depth > 0:
-            depth -= 1
-            if depth == 0:
-                return open_at, i
-    return None
-
-
-def _split_top_level(body: str) -> list[str]:
-    parts, depth, current = [], 0, []
-    for ch in body:
-        if ch == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-            continue
-        depth += ch == "{"
-        depth -= ch == "}"
-        current.append(ch)
-    parts.append("".join(current))
-    return parts
-
-
-def _range_alternatives(body: str) -> list[str] | None:
-    match = re.fullmatch(r"(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?", body)
-    if not match:
-        return None
-    first, last = match.group(1), match.group(2)
-    step = abs(int(match.group(3) or 1)) or 1
-    a, b = int(first), int(last)
-    padded = any(len(x.lstrip("-")) > 1 and x.lstrip("-").startswith("0") for x in (first, last))
-    width = max(len(first), len(last)) if padded else 0
-    values = range(a, b + 1, step) if a <= b else range(a, b - 1, -step)
-    return [str(v).zfill(width) if width else str(v) for v in values]
-
-
-def expand_sharded_filepaths(
-    sharded_filepaths: str | Sequence[str],
-    shard_strategy: str = "scatter",
-    world_size: int = 1,
-    global_rank: int = 0,
-) -> list[str]:
-    """NeMo's shard list: expand the braces, then keep this rank's share.
+    Computed identically on every rank without communication: from the (filtered) full manifest's
+    ``shard_id`` counts (``entries``), or from the sharded manifests' line counts
+    (``sharded_manifests``, one per shard). A manifest without shard ids is assumed spread evenly.
 
     Args:
-        sharded_filepaths: a list of paths, or one string with brace groups, where ``(``, ``[``,
-            ``<`` and ``_OP_`` stand for ``{`` and ``)``, ``]``, ``>`` and ``_CL_`` for ``}``.
-        shard_strategy: ``scatter``: rank r keeps the r-th contiguous block of
-            ``len // world_size`` shards (the remainder is not read; a warning says so);
-            ``replicate``: every rank keeps all shards.
-        world_size, global_rank: DDP layout.
-
-    Returns:
-        this rank's shard paths.
-
-    Raises:
-        ValueError: unknown strategy, no shards, or fewer shards than ranks with ``scatter``.
+        tarred_audio_filepaths: all shards (before the split over ranks).
+        entries: the full tarred manifest's entries, when not ``sharded_manifests``.
+        sharded_manifests: the per-shard manifests (pattern or list), or None.
+        shard_strategy, world_size: how shards are split over ranks.
+        num_workers: DataLoader workers per rank (>= 1; each batches its own shards).
+        batch_size, drop_last: as the loader.
     """
-    if shard_strategy not in SHARD_STRATEGIES:
-        raise ValueError(f"tarred_shard_strategy must be one of {SHARD_STRATEGIES}, got {shard_strategy!r}")
-    if isinstance(sharded_filepaths, (str, os.PathLike)):
-        text = os.fspath(sharded_filepaths)
-        for key in _OPEN_KEYS:
-            text = text.replace(key, "{")
-        for key in _CLOSE_KEYS:
-            text = text.replace(key, "}")
-        paths = brace_expand(text)
+    shards = expand_sharded_filepaths(tarred_audio_filepaths, "replicate")
+    if sharded_manifests is not None:
+        manifests = expand_sharded_filepaths(sharded_manifests, "replicate")
+        per_shard = {shard: count_manifest_lines(manifest) for shard, manifest in zip(shards, manifests)}
     else:
-        paths = [p for item in sharded_filepaths for p in brace_expand(os.fspath(item))]
-    if not paths:
-        raise ValueError(f"no shard path in {sharded_filepaths!r}")
-    if world_size > 1 and shard_strategy == "scatter":
-        if len(paths) < world_size:
-            raise ValueError(f"{len(paths)} shards cannot be scattered over {world_size} ranks "
-                             f"(use tarred_shard_strategy=replicate or more shards): {sharded_filepaths!r}")
-        if len(paths) % world_size != 0:
-            message = (f"number of shards in tarred dataset ({len(paths)}) is not divisible by the "
-                       f"number of distributed workers ({world_size}); the last "
-                       f"{len(paths) % world_size} shard(s) are not read")
-            logger.warning(message)
-            warnings.warn(message, stacklevel=2)
-        per_rank = len(paths) // world_size
-        paths = paths[per_rank * global_rank : per_rank * (global_rank + 1)]
-    return paths
+        per_shard = entries_per_shard(entries, shards)
+        if not any(per_shard.values()):
+            share = len(entries) / max(1, len(per_shard))
+            per_shard = {shard: int(share) for shard in per_shard}
+    workers = max(1, num_workers)
+    counts = []
+    for rank in range(world_size):
+        mine = shards if world_size == 1 else _quiet_split(tarred_audio_filepaths, shard_strategy, world_size, rank)
+        per_worker = [sum(per_shard.get(s, 0) for s in mine[w::workers]) for w in range(workers)]
+        counts.append(expected_batches(per_worker, batch_size, drop_last))
+    return min(counts)
 
 
-def _as_path_list(value: str | Sequence[str]) -> list[str]:
-    if isinstance(value, (str, os.PathLike)):
-        return [p for p in os.fspath(value).split(",") if p.strip()]
-    return [os.fspath(v) for v in value]
+def _quiet_split(shards: Any, strategy: str, world_size: int, rank: int) -> list[str]:
+    with warnings.catch_warnings():  # each rank's dataset warns about an uneven split itself
+        warnings.simplefilter("ignore")
+        return expand_sharded_filepaths(shards, strategy, world_size, rank)
+
+
+def expected_batches(counts: Sequence[int], batch_size: int, drop_last: bool) -> int:
+    """Batches a DataLoader makes from workers holding ``counts`` utterances each (each worker
+    batches its own stream)."""
+    if drop_last:
+        return sum(c // batch_size for c in counts)
+    return sum(math.ceil(c / batch_size) for c in counts)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -616,17 +622,3 @@ def _write_shard(entries: list[ManifestEntry], target_dir: str, shard_id: int,
     os.replace(tmp, target / f"audio_{shard_id}.tar")
     write_manifest(items, target / "sharded_manifests" / f"manifest_{shard_id}.json")
     return items
-
-
-def count_manifest_lines(path: str) -> int:
-    """Non-blank lines of a manifest (cheap; no JSON parsing)."""
-    with open(path, encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip())
-
-
-def expected_batches(counts: Sequence[int], batch_size: int, drop_last: bool) -> int:
-    """Batches a DataLoader makes from workers holding ``counts`` utterances each (each worker
-    batches its own stream)."""
-    if drop_last:
-        return sum(c // batch_size for c in counts)
-    return sum(math.ceil(c / batch_size) for c in counts)

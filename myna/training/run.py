@@ -28,6 +28,7 @@ from myna.models.finetune import init_from_checkpoint
 from myna.models.io import save_model
 from myna.text import load_tokenizer, train_sentencepiece
 from myna.training.checkpoint_io import AtomicCheckpointIO
+from myna.training.loader_position import LoaderPosition
 from myna.training.module import ASRTask
 from myna.training.plots import plot_learning_curve
 
@@ -221,6 +222,7 @@ def train(cfg: DictConfig) -> Path:
         loggers.append(TensorBoardLogger(exp_dir, name="logs", version=version, default_hp_metric=False))
     ckpt_dir = exp_dir / "checkpoints"
     callbacks = [
+        LoaderPosition(),  # the train loader's position in each checkpoint: exact resumption
         ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False,
                         every_n_train_steps=em.checkpoint_every_n_steps, save_top_k=-1, save_last=True),
     ]

@@ -14,10 +14,12 @@ from myna.data.factory import build_loader
 from myna.data.lhotse_io import (
     CutSet,
     LazyNeMoIterator,
+    LazyNeMoTarredIterator,
     estimate_duration_bins,
     flatten_input_cfg,
     read_cutset_from_config,
 )
+from myna.data.manifest import ManifestError
 from myna.data.tarred import write_tarred_dataset
 
 SR = 8000
@@ -94,8 +96,9 @@ def test_input_cfg_weights_multiply_through_groups():
             {"type": "nemo", "manifest_filepath": "z.json", "weight": 1.0, "tags": {"src": "z"}},
         ]},
     ])
-    assert [round(p, 4) for _, p, _ in leaves] == [0.25, 0.5, 0.25]
-    assert [t for _, _, t in leaves] == [{"lang": "en"}, {"lang": "de"}, {"lang": "de", "src": "z"}]
+    assert [round(leaf.weight, 4) for leaf in leaves] == [0.25, 0.5, 0.25]
+    assert [leaf.tags for leaf in leaves] == [{"lang": "en"}, {"lang": "de"}, {"lang": "de", "src": "z"}]
+    assert [leaf.manifest_filepath for leaf in leaves] == ["x.json", "y.json", "z.json"]
 
 
 def test_weighted_sources_are_sampled_in_proportion_and_tagged(tmp_path):
@@ -159,3 +162,19 @@ def test_estimate_bins_padding_method_from_the_cli(tmp_path, capsys):
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("bucket_duration_bins="))
     bins = json.loads(line.split("=", 1)[1])
     assert 1 <= len(bins) <= 3 and bins == sorted(bins)
+
+
+def test_bad_manifest_lines_name_file_and_line_in_the_lazy_readers(tmp_path, manifest):
+    bad = tmp_path / "bad.json"
+    lines = Path(manifest).read_text().splitlines()
+    bad.write_text("\n".join(lines[:2] + ['["a list"]'] + lines[2:]) + "\n")
+    with pytest.raises(ManifestError, match=r"bad\.json:3: expected a JSON object"):
+        list(CutSet(LazyNeMoIterator(bad, sample_rate=SR)))
+    write_tarred_dataset(manifest, tmp_path / "t", num_shards=1)
+    tarred_manifest = tmp_path / "t" / "tarred_audio_manifest.json"
+    text = tarred_manifest.read_text().splitlines()
+    text[4] = text[4].replace('"duration"', '"length"')
+    tarred_manifest.write_text("\n".join(text) + "\n")
+    source = LazyNeMoTarredIterator(str(tarred_manifest), str(tmp_path / "t" / "audio_0.tar"))
+    with pytest.raises(ManifestError, match=r"tarred_audio_manifest\.json:5: missing required key 'duration'"):
+        list(source)

@@ -86,33 +86,3 @@ def test_build_dataloader_yields_padded_batches(tmp_path):
     for b in batches:
         assert b["audio"].shape[1] == b["audio_lengths"].max()
         assert b["tokens"].shape[1] == b["token_lengths"].max()
-
-
-def test_resumed_loader_skips_the_batches_already_served_in_that_epoch(tmp_path):
-    from myna.data.resumable import ResumableDataLoader
-
-    class _Indices(torch.utils.data.Dataset):
-        def __len__(self):
-            return 20
-
-        def __getitem__(self, i):
-            return i
-
-    def loader():
-        sampler = DistributedBatchSampler([1.0] * 20, batch_size=3, shuffle=True, seed=5)
-        return ResumableDataLoader(_Indices(), batch_sampler=sampler, collate_fn=list)
-
-    uninterrupted = loader()
-    first_epoch = list(uninterrupted)
-    second_epoch = list(uninterrupted)
-
-    interrupted = loader()
-    iterator = iter(interrupted)
-    seen = [next(iterator) for _ in range(4)]
-    state = interrupted.state_dict()
-    assert state == {"epoch": 0, "batches_served": 4}
-
-    resumed = loader()
-    resumed.load_state_dict(state)
-    assert seen + list(resumed) == first_epoch
-    assert list(resumed) == second_epoch

@@ -141,13 +141,19 @@ def test_bucketing_over_2_ranks_gives_equal_counts(buckets):
     assert counts[0] == counts[1] == 2
 
 
-def test_plain_manifest_semi_sorted_loader_is_resumable(buckets):
+def test_semi_sorted_manifest_loader_keeps_lengths_apart_and_resumes_mid_epoch(buckets):
     cfg = {"manifest_filepath": buckets, "sample_rate": SR, "batch_size": 3, "shuffle": True,
            "use_semi_sorted_batching": True, "randomization_factor": 0.0}
     loader = build_loader(cfg, None, train=True, seed=0, name="train_ds")
     assert isinstance(loader, ResumableDataLoader)
-    widths = sorted(b["audio"].shape[1] for b in loader)
+    whole = [b["ids"] for b in loader]
+    widths = sorted(b["audio"].shape[1] for b in build_loader(cfg, None, train=True, seed=0, name="train_ds"))
     assert widths == [400, 400, 1600, 1600]  # sorted: no batch mixes short and long
+    stopped = build_loader(cfg, None, train=True, seed=0, name="train_ds")
+    first = next(iter(stopped))["ids"]
+    resumed = build_loader(cfg, None, train=True, seed=0, name="train_ds")
+    resumed.load_state_dict(stopped.state_dict())
+    assert [first] + [b["ids"] for b in resumed] == whole
 
 
 def _padding_upper_bound(durations, bins):

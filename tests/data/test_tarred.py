@@ -18,7 +18,9 @@ from myna.audio import load_audio
 from myna.cli import main as cli_main
 from myna.data.factory import build_loader
 from myna.data.loader import collate_audio_text
+from myna.data.manifest import ManifestError
 from myna.data.tarred import (
+    TarMemberIndex,
     TarredAudioDataset,
     brace_expand,
     expand_sharded_filepaths,
@@ -260,3 +262,23 @@ def test_two_process_gloo_run_over_tarred_data_finishes_with_equal_batch_counts(
             pytest.fail("DDP run over tarred data hung")
     counts = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert counts[0] == counts[1] and counts[0][0] > 0
+
+
+def test_member_index_maps_members_and_their_sub_segments_to_entries(tmp_path):
+    manifest = tmp_path / "m.json"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in [
+        {"audio_filepath": "_d_a.wav", "duration": 0.1}, {"audio_filepath": "_d_a-sub1.wav", "duration": 0.1,
+                                                           "offset": 0.1},
+        {"audio_filepath": "_d_b.flac", "duration": 0.2}]))
+    index = TarMemberIndex.read(manifest)
+    assert index["_d_a.wav"] == [0, 1] and index["_d_b.flac"] == [2] and index["_d_c.wav"] == []
+    assert len(index) == 3 and index.entries[1].offset == 0.1
+
+
+def test_a_bad_tarred_manifest_line_names_file_and_line(eight_shards):
+    manifest = eight_shards / "tarred_audio_manifest.json"
+    lines = manifest.read_text().splitlines()
+    lines[6] = "{broken"
+    manifest.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ManifestError, match=r"tarred_audio_manifest\.json:7: malformed JSON"):
+        TarredAudioDataset(manifest, str(eight_shards / "audio_{0..7}.tar"), None, SR)
