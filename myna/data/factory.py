@@ -29,7 +29,7 @@ from typing import Any
 
 from myna.data.loader import AudioToTextDataset, collate_audio_text
 from myna.data.manifest import filter_entries, read_manifest
-from myna.data.paths import bucketed_manifest_paths, is_nested, manifest_paths
+from myna.data.paths import bucketed_manifest_paths, is_nested
 from myna.data.resumable import ResumableDataLoader, ResumableLoader
 from myna.data.sampling import (
     BucketChainLoader,

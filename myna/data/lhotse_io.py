@@ -48,7 +48,7 @@ from myna.data.paths import expand_sharded_filepaths, weighted_manifest_paths
 from myna.data.resumable import Position, ResumableLoader, WorkerStream, stream_worker_pass
 from myna.data.sampling import min_padding_duration_bins
 from myna.data.spec import DatasetSpec
-from myna.data.tarred import TarMemberIndex, stream_tar_members
+from myna.data.tarred import SkippedMembers, TarMemberIndex, stream_tar_members
 
 __all__ = [
     "LazyNeMoIterator",
@@ -141,12 +141,12 @@ class LazyNeMoTarredIterator:
         self.lang_field = lang_field
         self.sample_rate = sample_rate
         self.tags = dict(tags or {})
-        self.skipped = 0
+        self._skip = SkippedMembers()
 
-    def _skip(self, shard: str, member: str, reason: str) -> None:
-        self.skipped += 1
-        logger.warning("skipped shard %s member %s: %s (%d skipped so far in this process)",
-                       shard, member, reason, self.skipped)
+    @property
+    def skipped(self) -> int:
+        """Members skipped in this process (corrupt, not in the manifest)."""
+        return self._skip.count
 
     def __iter__(self) -> Iterator[MonoCut]:
         order = list(range(len(self.shards)))
@@ -489,7 +489,7 @@ class LhotseLoader(ResumableLoader):
     def __init__(self, sampler: Any, dataset: LhotseAudioTextDataset, *, streaming: bool, num_workers: int = 0,
                  pin_memory: bool = False, worker_init_fn: Callable[[int], None] | None = None,
                  reproducible: bool = True):
-        self.sampler = sampler
+        self.cut_sampler = sampler  # not "sampler": Lightning would set its epoch behind this loader's back
         self.dataset = dataset
         self.streaming = streaming
         self.num_workers = num_workers
@@ -522,7 +522,7 @@ class LhotseLoader(ResumableLoader):
                 served += batch is not None
                 yield batch, {"batches": served, "pass": position}
             return
-        self.sampler.set_epoch(epoch)
+        self.cut_sampler.set_epoch(epoch)
         self._feed.skip = served
         for batch in self._loader:
             served += 1

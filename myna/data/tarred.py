@@ -61,6 +61,7 @@ __all__ = [
     "TarredAudioDataset",
     "TarredPasses",
     "TarMemberIndex",
+    "SkippedMembers",
     "TarredDatasetReport",
     "write_tarred_dataset",
     "flatten_member_name",
@@ -186,7 +187,12 @@ class TarredAudioDataset(IterableDataset):
         self.world_size = world_size
         self.global_rank = global_rank
         self.tokens = [tokenizer.encode(e.text) if tokenizer is not None else [] for e in self.entries]
-        self.skipped = 0  # members skipped in this process (corrupt, undecodable, unknown)
+        self._skip = SkippedMembers()
+
+    @property
+    def skipped(self) -> int:
+        """Members skipped in this process (corrupt, undecodable, not in the manifest)."""
+        return self._skip.count
 
     def __len__(self) -> int:
         """Utterances of this rank's manifests (NeMo's ``len``; the stream may skip some)."""
@@ -258,10 +264,20 @@ class TarredAudioDataset(IterableDataset):
         return {"audio": audio, "tokens": torch.tensor(self.tokens[index], dtype=torch.int64), "index": index,
                 "id": entry.where}
 
-    def _skip(self, shard: str, member: str, reason: str) -> None:
-        self.skipped += 1
+
+class SkippedMembers:
+    """Counts and logs the tar members a reader passes over, naming shard, member and reason.
+
+    Called as ``skip(shard, member, reason)`` (the ``skip`` of :func:`stream_tar_members`).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, shard: str, member: str, reason: str) -> None:
+        self.count += 1
         logger.warning("skipped shard %s member %s: %s (%d skipped so far in this process)",
-                       shard, member, reason, self.skipped)
+                       shard, member, reason, self.count)
 
 
 class TarredPasses(WorkerStream):

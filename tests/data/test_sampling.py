@@ -1,7 +1,6 @@
 """Semi-sorted batches, static bucketing (sizes, strategies, weights), equal DDP batch counts."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
