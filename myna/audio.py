@@ -4,7 +4,8 @@ Every reader in myna goes through :func:`load_audio`: manifest entries, tar shar
 bytes, read from the stream), NeMo-sourced Lhotse cuts, files given to ``transcribe``. It reads
 with soundfile (WAV, FLAC, OGG, anything libsndfile knows), reads only the frames of the requested
 ``[offset, offset + duration)`` segment, averages the channels and resamples with soxr when the
-source's rate differs from the requested one. Audio decoded elsewhere (Lhotse's own recordings)
+source's rate differs from the requested one. NIST SPHERE files that libsndfile cannot open
+(shorten-compressed, as LDC ships Fisher, Switchboard and HUB5) are decoded by :mod:`myna.sphere`. Audio decoded elsewhere (Lhotse's own recordings)
 joins the same tail through :func:`to_mono_at_rate`.
 
 >>> audio = load_audio("utt.flac", sample_rate=16000, offset=1.5, duration=2.0)
@@ -106,15 +107,13 @@ def load_audio(
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     name = _name_of(source, name)
+    if _is_compressed_sphere(source):
+        samples, info = _read_sphere(source, name)
+        start, stop = _checked_segment(info, offset, duration)
+        return to_mono_at_rate(samples[start:stop], info.sample_rate, sample_rate)
     with _open(source, name) as f:
         info = _info(f, name)
-        if info.frames <= 0:
-            raise AudioError(f"audio file {name} is empty (0 samples)")
-        if not math.isfinite(offset) or offset < 0:
-            raise AudioError(f"offset {offset} s is invalid for {name}")
-        if duration is not None and (not math.isfinite(duration) or duration <= 0):
-            raise AudioError(f"duration {duration} s is invalid for {name} (must be > 0)")
-        start, stop = _segment_frames(info, offset, duration)
+        start, stop = _checked_segment(info, offset, duration)
         try:
             if start > 0:
                 f.seek(start)
@@ -124,6 +123,35 @@ def load_audio(
     if frames.shape[0] == 0:
         raise AudioError(f"read 0 samples from {name} (offset {offset} s, duration {duration} s)")
     return to_mono_at_rate(frames, info.sample_rate, sample_rate)
+
+
+def _is_compressed_sphere(source: AudioSource) -> bool:
+    """True for a shorten-compressed SPHERE file, which libsndfile cannot decode (it reads plain
+    SPHERE itself). Paths are checked only when named ``*.sph``, so other files cost nothing."""
+    if isinstance(source, (bytes, bytearray)):
+        head = bytes(source[:1024])
+    elif os.fspath(source).lower().endswith(".sph"):
+        try:
+            with open(source, "rb") as handle:
+                head = handle.read(1024)
+        except OSError:
+            return False  # _open names the problem
+    else:
+        return False
+    return head.startswith(b"NIST_1A") and b"shorten" in head
+
+
+def _read_sphere(source: AudioSource, name: str) -> tuple[np.ndarray, AudioInfo]:
+    """Decode a whole compressed SPHERE file: (samples, channels) float32 in [-1, 1), and its info."""
+    from myna.sphere import SphereError, read_sphere
+
+    try:
+        samples, rate = read_sphere(bytes(source) if isinstance(source, (bytes, bytearray)) else source)
+    except SphereError as err:
+        raise AudioError(f"cannot read audio file {name}: {err}") from None
+    scale = float(np.iinfo(samples.dtype).max) + 1.0
+    info = AudioInfo(path=name, sample_rate=rate, frames=int(samples.shape[0]), channels=int(samples.shape[1]))
+    return samples.astype(np.float32) / scale, info
 
 
 def to_mono_at_rate(frames: np.ndarray, rate: int, sample_rate: int) -> torch.Tensor:
@@ -170,8 +198,14 @@ def _info(f: sf.SoundFile, name: str) -> AudioInfo:
     return AudioInfo(path=name, sample_rate=int(f.samplerate), frames=int(f.frames), channels=int(f.channels))
 
 
-def _segment_frames(info: AudioInfo, offset: float, duration: float | None) -> tuple[int, int]:
+def _checked_segment(info: AudioInfo, offset: float, duration: float | None) -> tuple[int, int]:
     """Frame range [start, stop) of a segment, checked against the file's length."""
+    if info.frames <= 0:
+        raise AudioError(f"audio file {info.path} is empty (0 samples)")
+    if not math.isfinite(offset) or offset < 0:
+        raise AudioError(f"offset {offset} s is invalid for {info.path}")
+    if duration is not None and (not math.isfinite(duration) or duration <= 0):
+        raise AudioError(f"duration {duration} s is invalid for {info.path} (must be > 0)")
     start = int(round(offset * info.sample_rate))
     if start >= info.frames:
         raise AudioError(

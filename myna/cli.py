@@ -82,7 +82,7 @@ def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
 def _cmd_data_prepare(args: argparse.Namespace) -> int:
     from myna.data.prepare.common import PrepareError
     from myna.data.prepare.download import DownloadError, UnsafeArchiveError
-    from myna.data.prepare.sphere import SphereError
+    from myna.sphere import SphereError
 
     corpus, source, out = args.corpus, args.source, args.out_dir
     try:

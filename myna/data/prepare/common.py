@@ -24,7 +24,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from myna.data.manifest import write_manifest
-from myna.data.prepare.sphere import SphereError, read_sphere
+from myna.sphere import SphereError, read_sphere
 
 __all__ = ["read_samples", "write_wav", "run_units", "write_entries", "char_vocab",
            "write_vocab", "audio_duration", "PrepareError"]

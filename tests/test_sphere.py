@@ -1,4 +1,4 @@
-"""myna.data.prepare.sphere: SPHERE headers, plain PCM / G.711, and shorten against our own encoder."""
+"""myna.sphere: SPHERE headers, plain PCM / G.711, and shorten against our own encoder."""
 
 import builtins
 import sys
@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from myna.data.prepare.sphere import SphereError, parse_sphere_header, read_sphere
+from myna.sphere import SphereError, parse_sphere_header, read_sphere
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "data"))
 from shorten_encoder import (sphere_header, sphere_pcm, sphere_ulaw,  # noqa: E402
                              speech_like)
 
@@ -88,3 +88,20 @@ def test_shorten_without_desphere_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_desphere)
     with pytest.raises(SphereError, match=r"fe_03_00001\.sph: shorten-compressed .*myna\[sphere\]"):
         read_sphere(path)
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_load_audio_decodes_shorten_sphere_segments_like_the_samples(tmp_path, as_bytes):
+    pytest.importorskip("desphere")
+    from myna.audio import load_audio
+
+    x = speech_like(4000, 2, seed=3)  # 0.5 s of stereo at 8 kHz
+    blob = sphere_pcm(x, 8000, shorten=True)
+    path = tmp_path / "fe_03_00001.sph"
+    path.write_bytes(blob)
+    source = blob if as_bytes else path
+    audio = load_audio(source, 8000, offset=0.1, duration=0.2)
+    expected = x[800:2400].astype(np.float32).mean(axis=1) / 32768.0
+    np.testing.assert_allclose(audio.numpy(), expected, atol=1e-7)
+    with pytest.raises(ValueError, match="fe_03_00001.sph|<bytes>"):
+        load_audio(source, 8000, offset=0.4, duration=0.3)  # ends 0.2 s past the end
