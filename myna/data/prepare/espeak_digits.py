@@ -26,16 +26,14 @@ import os
 import random
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import soundfile as sf
-import soxr
 
 from myna.data.manifest import ManifestEntry, write_manifest
+from myna.data.tts import TTSError, run_espeak, shape_utterance
 
 __all__ = ["generate_espeak_digits", "espeak_version", "DEFAULTS", "main"]
 
@@ -99,62 +97,39 @@ def generate_espeak_digits(out_dir: str | os.PathLike, settings: Settings = DEFA
                      + [(v, x) for v in TRAIN_VOICES for x in HELD_OUT_VARIANTS])
     plan = {"train": settings.num_train, "dev": settings.num_dev, "test": settings.num_test}
     result = {}
-    with tempfile.TemporaryDirectory(prefix="myna_espeak_") as tmp:
-        wav_tmp = Path(tmp) / "utt.wav"
-        for split, count in plan.items():
-            entries = []
-            for i in range(count):
-                held_out = split == "test" and i % 2 == 1
-                voice, variant = rng.choice(unseen_voices if held_out else train_voices)
-                words = [rng.choice(WORDS) for _ in range(rng.randint(settings.min_words,
-                                                                     settings.max_words))]
-                params = {"voice": f"{voice}+{variant}",
-                          "wpm": rng.randint(*settings.wpm),
-                          "pitch": rng.randint(*settings.pitch),
-                          "word_gap": rng.randint(*settings.word_gap)}
-                text = " ".join(words)
-                _speak(executable, text, params, wav_tmp)
-                audio = _post_process(wav_tmp, settings, rng)
-                path = audio_dir / f"{split}_{i:04d}.flac"
-                sf.write(path, audio, settings.sample_rate, format="FLAC", subtype="PCM_16")
-                entries.append(ManifestEntry(
-                    audio_filepath=str(path.resolve()),
-                    duration=round(len(audio) / settings.sample_rate, 6),
-                    text=text,
-                    extra={**params, "held_out_voice": held_out},
-                ))
-            write_manifest(entries, out_dir / f"{split}.json", relative_paths=True)
-            hours = sum(e.duration for e in entries) / 3600
-            logger.info("%s: %d utterances, %.3f h", split, len(entries), hours)
-            result[split] = entries
+    for split, count in plan.items():
+        entries = []
+        for i in range(count):
+            held_out = split == "test" and i % 2 == 1
+            voice, variant = rng.choice(unseen_voices if held_out else train_voices)
+            words = [rng.choice(WORDS) for _ in range(rng.randint(settings.min_words,
+                                                                 settings.max_words))]
+            params = {"voice": f"{voice}+{variant}",
+                      "wpm": rng.randint(*settings.wpm),
+                      "pitch": rng.randint(*settings.pitch),
+                      "word_gap": rng.randint(*settings.word_gap)}
+            text = " ".join(words)
+            try:
+                speech, rate = run_espeak(text, executable=executable, **params)
+                # Draw order (margins, then level) is part of the corpus definition: keep it.
+                before, after = rng.uniform(*settings.margin), rng.uniform(*settings.margin)
+                audio = shape_utterance(speech, rate, before, after, rng.uniform(*settings.peak),
+                                        settings.sample_rate, settings.bits)
+            except TTSError as err:
+                raise ValueError(str(err)) from err
+            path = audio_dir / f"{split}_{i:04d}.flac"
+            sf.write(path, audio, settings.sample_rate, format="FLAC", subtype="PCM_16")
+            entries.append(ManifestEntry(
+                audio_filepath=str(path.resolve()),
+                duration=round(len(audio) / settings.sample_rate, 6),
+                text=text,
+                extra={**params, "held_out_voice": held_out},
+            ))
+        write_manifest(entries, out_dir / f"{split}.json", relative_paths=True)
+        hours = sum(e.duration for e in entries) / 3600
+        logger.info("%s: %d utterances, %.3f h", split, len(entries), hours)
+        result[split] = entries
     return result
-
-
-def _speak(executable: str, text: str, params: dict, wav_path: Path) -> None:
-    cmd = [executable, "-v", params["voice"], "-s", str(params["wpm"]), "-p",
-           str(params["pitch"]), "-g", str(params["word_gap"]), "-w", str(wav_path), text]
-    run = subprocess.run(cmd, capture_output=True, text=True)
-    if run.returncode != 0 or not wav_path.is_file():
-        raise ValueError(f"espeak-ng failed ({' '.join(cmd)}): {run.stderr.strip()}")
-
-
-def _post_process(wav_path: Path, settings: Settings, rng: random.Random) -> np.ndarray:
-    """Trim to speech +- margin, resample, scale to a random peak, quantize. (samples,) float32."""
-    audio, rate = sf.read(wav_path, dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
-    peak = float(np.abs(audio).max())
-    if peak == 0:
-        raise ValueError(f"espeak-ng wrote silence to {wav_path}")
-    loud = np.nonzero(np.abs(audio) > peak * 0.01)[0]  # -40 dB re peak
-    before = int(rng.uniform(*settings.margin) * rate)
-    after = int(rng.uniform(*settings.margin) * rate)
-    audio = np.pad(audio, (before, after))[loud[0]: loud[-1] + 1 + before + after]
-    if rate != settings.sample_rate:
-        audio = soxr.resample(audio, rate, settings.sample_rate, quality="HQ")
-    audio = audio * (rng.uniform(*settings.peak) / np.abs(audio).max())
-    step = 2.0 ** (1 - settings.bits)  # spacing of a `bits`-bit grid on [-1, 1)
-    audio = np.clip(np.round(audio / step) * step, -1.0, 1.0 - step)
-    return audio.astype(np.float32)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
