@@ -7,6 +7,7 @@
     myna data prepare CORPUS --source DIR --out-dir DIR [--workers N] [--download]
     myna data tar --manifest_path TRAIN.json --target_dir DIR --num_shards 64 [--buckets_num 4]
     myna data estimate-bins -b 30 TRAIN.json
+    myna lm train --text TEXTS.txt --out lm.arpa [--order 3] [--unit word|token --tokenizer DIR]
 """
 
 from __future__ import annotations
@@ -168,6 +169,34 @@ def _cmd_data_estimate_bins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lm_train(args: argparse.Namespace) -> int:
+    from myna.data.text_only import filter_by_words, read_text_lines, read_text_records
+    from myna.decoding.lm_train import train_arpa
+
+    records = []
+    for path in args.text or []:
+        records.extend(read_text_lines(path))
+    for path in args.manifest or []:
+        records.extend(read_text_records(path, text_field=args.text_field))
+    if not records:
+        raise ValueError("give the LM's text with --text (one text per line) and/or --manifest (JSON lines)")
+    records, report = filter_by_words(records, args.min_words, args.max_words, name="lm train")
+    tokenizer = None
+    if args.tokenizer:
+        if args.tokenizer.endswith(".nemo"):
+            from myna.models.io import load_model
+
+            tokenizer = load_model(args.tokenizer).tokenizer
+        else:
+            from myna.text import load_tokenizer
+
+            tokenizer = load_tokenizer(args.tokenizer)
+    summary = train_arpa((r.text for r in records), args.out, order=args.order, unit=args.unit,
+                         tokenizer=tokenizer, prune_threshold=args.prune)
+    print(f"{summary} ({report})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="myna", description="Train, fine-tune and run speech recognisers.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -275,6 +304,26 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--method", choices=["duration", "padding"], default="duration",
                    help="duration: equal total duration per bucket (NeMo's); padding: least padding")
     d.set_defaults(func=_cmd_data_estimate_bins)
+
+    p = sub.add_parser("lm", help="n-gram language models for shallow fusion")
+    lm = p.add_subparsers(dest="lm_command", required=True)
+    t = lm.add_parser("train", help="a Kneser-Ney n-gram ARPA from text (what evaluate --lm reads)",
+                      description="Estimate a back-off n-gram with Kneser-Ney smoothing (kaldingram, SRILM's "
+                      "-ukndiscount) from text-only data and write it as ARPA.")
+    t.add_argument("--text", action="append", help="plain text, one utterance per line (repeat; path or URL)")
+    t.add_argument("--manifest", action="append",
+                   help="JSON lines with a text field: NeMo text-only records or audio manifests (repeat)")
+    t.add_argument("--text-field", default="text")
+    t.add_argument("--out", required=True, help="the ARPA file to write")
+    t.add_argument("--order", type=int, default=3, help="n (default 3)")
+    t.add_argument("--unit", choices=["word", "token"], default="word",
+                   help="LM words are words, or the tokenizer's pieces (match evaluate --lm-unit)")
+    t.add_argument("--tokenizer", help="the ASR model's tokenizer folder or .nemo: token unit, and word "
+                   "spelling as the model writes it")
+    t.add_argument("--prune", type=float, default=None, help="entropy-pruning threshold, e.g. 1e-8")
+    t.add_argument("--min-words", type=int, default=None, help="drop texts with fewer words")
+    t.add_argument("--max-words", type=int, default=None, help="drop texts with more words")
+    t.set_defaults(func=_cmd_lm_train)
     return parser
 
 
