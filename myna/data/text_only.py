@@ -64,6 +64,8 @@ __all__ = [
     "LhotseTextSource",
     "SAMPLING_TECHNIQUES",
     "estimated_speech_seconds",
+    "TEXT_DATA_KEYS",
+    "build_text_dataset",
 ]
 
 logger = logging.getLogger("myna.data")
@@ -361,6 +363,57 @@ def collate_mixed(items: Sequence[dict]) -> dict:
     batch = collate_audio_text(items)
     batch["synthetic"] = torch.tensor([bool(item.get("synthetic", False)) for item in items], dtype=torch.bool)
     return batch
+
+
+# ----------------------------------------------------------------------------- config
+
+# NeMo's ``train_ds.text_data`` keys (``TextDataConfig``) and myna's ``tts`` and ``text_field``.
+TEXT_DATA_KEYS = {
+    "manifest_filepath": None, "speakers_filepath": None, "min_words": 1, "max_words": 45,
+    "tokenizer_workers": 1, "asr_tts_sampling_technique": None, "asr_tts_sampling_temperature": None,
+    "asr_tts_sampling_probabilities": None, "text_field": "text", "tts": None,
+}
+
+
+def build_text_dataset(text_cfg: Mapping[str, Any], tokenizer: Any, sample_rate: int, seed: int = 0,
+                       where: str = "model.train_ds.text_data") -> tuple[TextToSpeechDataset, dict]:
+    """The synthesised text-only dataset of a ``text_data`` section, and its mixing options.
+
+    Keys: NeMo's ``manifest_filepath`` (text-only records, local or URL), ``speakers_filepath``
+    (optional here: the TTS backend draws voices itself without it), ``min_words``/``max_words``,
+    ``asr_tts_sampling_technique`` (default temperature), ``asr_tts_sampling_temperature``
+    (default 5), ``asr_tts_sampling_probabilities``; ``tokenizer_workers`` is accepted and unused
+    (tokenizing is fast here); myna's ``tts`` (:func:`myna.data.tts.build_synthesizer`: backend
+    ``espeak`` by default) and ``text_field``.
+
+    Returns:
+        (dataset, options for :class:`MixedDataset`: technique, temperature, probabilities).
+
+    Raises:
+        ValueError: an unknown key or missing records, naming ``where``.
+    """
+    from myna.data.tts import build_synthesizer, speaker_ids
+
+    cfg = dict(text_cfg)
+    unknown = sorted(set(cfg) - set(TEXT_DATA_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown} (known: {sorted(TEXT_DATA_KEYS)})")
+    cfg = {**TEXT_DATA_KEYS, **{k: v for k, v in cfg.items() if v is not None}}
+    if not cfg["manifest_filepath"]:
+        raise ValueError(f"{where}.manifest_filepath is required (text-only records, JSON lines)")
+    records = read_text_records(cfg["manifest_filepath"], text_field=cfg["text_field"])
+    records, _ = filter_by_words(records, cfg["min_words"], cfg["max_words"], name=where)
+    if not records:
+        raise ValueError(f"{where}: no text record left after the word-count filter")
+    speakers = speaker_ids(cfg["speakers_filepath"]) if cfg["speakers_filepath"] else None
+    synthesizer = build_synthesizer(cfg["tts"], sample_rate, where=f"{where}.tts")
+    dataset = TextToSpeechDataset(records, tokenizer, synthesizer, speakers=speakers, seed=seed)
+    technique = cfg["asr_tts_sampling_technique"] or "temperature"
+    if technique not in SAMPLING_TECHNIQUES:
+        raise ValueError(f"{where}.asr_tts_sampling_technique must be one of {SAMPLING_TECHNIQUES}, got {technique!r}")
+    options = {"technique": technique, "temperature": float(cfg["asr_tts_sampling_temperature"] or 5.0),
+               "probabilities": cfg["asr_tts_sampling_probabilities"]}
+    return dataset, options
 
 
 # ----------------------------------------------------------------------------- Lhotse

@@ -47,6 +47,9 @@ __all__ = [
     "ENGLISH_VOICES",
     "VOICE_VARIANTS",
     "speaker_ids",
+    "TTS_BACKENDS",
+    "register_tts_backend",
+    "build_synthesizer",
 ]
 
 logger = logging.getLogger("myna.data")
@@ -305,3 +308,53 @@ def speaker_ids(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[
     if not ids:
         raise ValueError(f"no speaker id in {list(map(str, paths))}")
     return sorted(ids)
+
+
+# name -> factory(**options) -> backend; ``text_data.tts.backend`` picks one by name.
+TTS_BACKENDS: dict[str, Callable[..., Any]] = {}
+
+
+def register_tts_backend(name: str, factory: Callable[..., Any]) -> None:
+    """Make ``text_data.tts.backend: <name>`` build ``factory(**options)`` (the section's other
+    keys, ``cache_dir`` excepted). Register a neural TTS this way before calling ``train``."""
+    if not callable(factory):
+        raise TypeError(f"TTS backend factory for {name!r} must be callable")
+    TTS_BACKENDS[name] = factory
+
+
+def _espeak_factory(**options: Any) -> EspeakTTS:
+    tuples = {k: tuple(v) for k, v in options.items() if isinstance(v, (list, tuple))}
+    return EspeakTTS(**{**options, **tuples})
+
+
+register_tts_backend("espeak", _espeak_factory)
+
+
+def build_synthesizer(tts_cfg: Any, sample_rate: int, where: str = "text_data.tts") -> Synthesizer:
+    """A :class:`Synthesizer` from a config section ``{backend: espeak, cache_dir: ..., <backend
+    options>}`` (a plain callable is accepted as it is). ``cache_dir`` defaults to
+    ``<data cache root>/tts`` (see :func:`myna.data.stores.cache_root`); ``cache_dir: false``
+    turns caching off.
+
+    Raises:
+        ValueError: an unknown backend or option, naming ``where``.
+    """
+    from myna.data.stores import cache_root
+
+    if callable(tts_cfg):
+        return Synthesizer(tts_cfg, sample_rate, cache_root() / "tts")
+    options = dict(tts_cfg or {})
+    name = options.pop("backend", "espeak")
+    cache_dir = options.pop("cache_dir", None)
+    if name not in TTS_BACKENDS:
+        raise ValueError(f"{where}.backend={name!r} is not a TTS backend (known: {sorted(TTS_BACKENDS)}; "
+                         f"register others with myna.data.tts.register_tts_backend)")
+    try:
+        backend = TTS_BACKENDS[name](**options)
+    except TypeError as err:
+        raise ValueError(f"{where}: bad options for backend {name!r}: {err}") from None
+    if cache_dir is False:
+        cache = None
+    else:
+        cache = Path(cache_dir) if cache_dir else cache_root() / "tts" / name
+    return Synthesizer(backend, sample_rate, cache)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping
 
 import lightning as L
@@ -11,6 +12,8 @@ from myna.metrics import error_rates
 from myna.training.schedules import build_scheduler
 
 __all__ = ["ASRTask", "build_optimizer"]
+
+log = logging.getLogger("myna.train")
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "adamw8bit")
 
@@ -55,6 +58,7 @@ class ASRTask(L.LightningModule):
         self._val_refs: list[str] = []
         self._val_hyps: list[str] = []
         self._val_losses: list[float] = []
+        self.examples_seen = {"real": 0, "synthetic": 0}
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.model(batch["audio"], batch["audio_lengths"], batch["tokens"], batch["token_lengths"],
@@ -65,7 +69,29 @@ class ASRTask(L.LightningModule):
                 self.log(f"train_{key}" if key != "loss" else "train_loss", value.detach(), prog_bar=key == "loss",
                          batch_size=batch_size)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch_size)
+        if "synthetic" in batch:
+            self._count_examples(batch["synthetic"], batch_size)
         return out["loss"]
+
+    def _count_examples(self, synthetic: torch.Tensor, batch_size: int) -> None:
+        """Log the real and the synthesised (TTS) examples of a mixed batch apart, summed over ranks;
+        this rank's running totals are kept in checkpoints and logged at each epoch's end."""
+        n_synthetic = int(synthetic.sum())
+        self.examples_seen["real"] += batch_size - n_synthetic
+        self.examples_seen["synthetic"] += n_synthetic
+        for kind, n in (("real", batch_size - n_synthetic), ("synthetic", n_synthetic)):
+            self.log(f"train_{kind}_examples", float(n), reduce_fx="sum", sync_dist=True, batch_size=batch_size)
+
+    def on_train_epoch_end(self) -> None:
+        if self.examples_seen["synthetic"]:
+            log.info("rank %d has trained on %d real and %d synthetic examples", self.global_rank,
+                     self.examples_seen["real"], self.examples_seen["synthetic"])
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["examples_seen"] = dict(self.examples_seen)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.examples_seen.update(checkpoint.get("examples_seen", {}))
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
         model = self.model

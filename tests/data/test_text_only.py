@@ -149,3 +149,35 @@ def test_lhotse_text_source_yields_tokenized_examples_with_tags(tmp_path):
     assert examples[0].tokens.tolist() == Chars().encode("one two") and examples[0].num_tokens == 7
     assert examples[1].custom["tts_text"] == "3" and examples[1].target.text == "three"
     assert examples[1].custom["tags"] == {"domain": "text"} and examples[1].custom["synthetic"]
+
+
+def test_text_data_section_builds_a_synthesised_dataset_with_nemo_defaults(tmp_path, monkeypatch):
+    from myna.data import tts as tts_module
+    from myna.data.text_only import build_text_dataset
+
+    monkeypatch.setitem(tts_module.TTS_BACKENDS, "fake", lambda **options: FakeTTSBackend(**options))
+    records = _write(tmp_path / "t.json", [{"text": "one two"}, {"text": "w " * 46}, {"text": "three"}])
+    (tmp_path / "spk.txt").write_text("4 5\n")
+    section = {"manifest_filepath": str(records), "speakers_filepath": str(tmp_path / "spk.txt"),
+               "tokenizer_workers": 4, "tts": {"backend": "fake", "gain": 0.5, "cache_dir": str(tmp_path / "c")}}
+    dataset, mix = build_text_dataset(section, Chars(), sample_rate=16000, seed=3)
+    assert len(dataset) == 2 and dataset.speakers == [4, 5]  # max_words 45 dropped one
+    assert mix == {"technique": "temperature", "temperature": 5.0, "probabilities": None}
+    item = dataset[0]
+    assert item["synthetic"] and item["audio"].shape == (3200,)  # 2 words x 0.1 s, 8 kHz -> 16 kHz
+    assert float(item["audio"][1600]) == pytest.approx(0.5, abs=1e-3)
+    with pytest.raises(ValueError, match=r"model.train_ds.text_data: unknown key\(s\) \['max_word'\]"):
+        build_text_dataset({**section, "max_word": 3}, Chars(), 16000)
+    with pytest.raises(ValueError, match=r"text_data.tts.backend='fastpitch' is not a TTS backend"):
+        build_text_dataset({**section, "tts": {"backend": "fastpitch"}}, Chars(), 16000)
+
+
+class FakeTTSBackend:
+    sample_rate = 8000
+
+    def __init__(self, gain=1.0):
+        self.gain = gain
+
+    def __call__(self, text, speaker=None):
+        assert speaker in (4, 5)
+        return np.full(800 * len(text.split()), self.gain, dtype=np.float32)
