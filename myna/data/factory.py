@@ -74,11 +74,37 @@ def build_loader(section: Any, tokenizer: Any, train: bool, seed: int, name: str
         return _bucketing_loader(spec, tokenizer, train=train, seed=seed, name=name, world_size=world_size,
                                  rank=rank)
     options = _batch_options(spec, train)
+    if spec.text_data and train:
+        return _hybrid_loader(spec, tokenizer, seed=seed, name=name, world_size=world_size, rank=rank,
+                              options=options, semi=_semi_sorting(spec, train))
     if tarred is not None:
         return tarred_loader(spec.manifest_filepath, tarred, tokenizer, batch_size=spec.batch_size, seed=seed,
                              name=name, world_size=world_size, rank=rank, **options, **_tar_options(spec, train))
     return manifest_loader(spec.manifest_filepath, tokenizer, batch_size=spec.batch_size, seed=seed, name=name,
                            world_size=world_size, rank=rank, **options, **_semi_sorting(spec, train))
+
+
+def _hybrid_loader(spec: DatasetSpec, tokenizer: Any, seed: int, name: str, world_size: int, rank: int,
+                   options: dict[str, Any], semi: dict[str, Any]) -> ResumableLoader:
+    """NeMo's hybrid ASR-TTS training data: the manifest's audio (if any) and ``text_data``
+    spoken by a TTS backend, mixed (:func:`myna.data.text_only.mixed_loader`)."""
+    from myna.data.text_only import mixed_loader
+
+    if spec.is_tarred or is_nested(spec.manifest_filepath):
+        raise ValueError(f"model.{name}.text_data mixes with plain manifests; for tarred or bucketed audio use "
+                         f"use_lhotse with text sources (type: txt, txt_pair, txt_jsonl) in input_cfg")
+    audio = None
+    if spec.manifest_filepath:
+        entries, report = filter_entries(read_manifest(spec.manifest_filepath, text_field=spec.text_field),
+                                         min_duration=spec.min_duration, max_duration=spec.max_duration,
+                                         name=f"model.{name}")
+        if not entries:
+            raise ValueError(f"model.{name}: no utterances left after filtering {spec.manifest_filepath} ({report})")
+        audio = AudioToTextDataset(entries, tokenizer, spec.sample_rate)
+    return mixed_loader(audio, spec.text_data, tokenizer, spec.sample_rate, spec.batch_size, seed, world_size,
+                        rank, shuffle=options["shuffle"] or semi["randomization_factor"] is not None,
+                        drop_last=options["drop_last"], randomization_factor=semi["randomization_factor"],
+                        num_workers=spec.num_workers, pin_memory=spec.pin_memory, name=name)
 
 
 def _batch_options(spec: DatasetSpec, train: bool) -> dict[str, Any]:

@@ -119,6 +119,22 @@ class DatasetSpec:
     """A Lhotse CutSet manifest."""
     shar_path: Any = None
     """A Lhotse Shar folder (or a dict of field -> shard lists)."""
+    # -- text-only data (hybrid ASR-TTS) and token-budgeted multimodal batches
+    text_data: Any = None
+    """NeMo's hybrid ASR-TTS text-only data: ``manifest_filepath`` of text records, ``speakers_filepath``,
+    ``min_words``/``max_words``, ``asr_tts_sampling_*``, and myna's ``tts`` backend section
+    (:func:`myna.data.text_only.build_text_dataset`); mixed into the manifest's audio batches."""
+    tts: Any = None
+    """TTS backend that speaks Lhotse text sources (``txt``, ``txt_pair``, ``txt_jsonl`` in ``input_cfg``):
+    ``{backend: espeak, ...}`` (:func:`myna.data.tts.build_synthesizer`; default espeak)."""
+    use_multimodal_sampling: bool = False
+    """Lhotse: measure audio and text examples in tokens (NeMo's MultimodalSamplingConstraint)."""
+    batch_tokens: int | None = None
+    """Token budget of a multimodal batch (examples x longest)."""
+    token_equivalent_duration: float | None = None
+    """Seconds of audio one token is worth in multimodal sampling (e.g. 0.08)."""
+    quadratic_factor: float | None = None
+    """Multimodal sampling: an example of L tokens counts L + L**2 / quadratic_factor."""
 
     @classmethod
     def from_section(cls, section: Any, name: str = "train_ds") -> "DatasetSpec":
@@ -176,6 +192,13 @@ class DatasetSpec:
             if not (value is None and key == "seed") and value not in ("trng", "randomized") and (
                     not isinstance(value, int) or isinstance(value, bool)):
                 raise ValueError(f'{where}.{key} must be an integer, "trng" or "randomized", got {value!r}')
+        if self.text_data is not None and not isinstance(self.text_data, Mapping):
+            raise ValueError(f"{where}.text_data must be a section (manifest_filepath, ...), got {self.text_data!r}")
+        if self.text_data and self.use_lhotse:
+            raise ValueError(f"{where}.text_data is the map-style hybrid path; with use_lhotse put text sources "
+                             f"(type: txt, txt_pair, txt_jsonl) in input_cfg instead")
+        if self.use_multimodal_sampling and not self.token_equivalent_duration:
+            raise ValueError(f"{where}.use_multimodal_sampling needs token_equivalent_duration (seconds per token)")
         weights = self.bucketing_weights
         if weights is not None and (not isinstance(weights, (list, tuple)) or any(
                 not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in weights)):
@@ -186,7 +209,7 @@ class DatasetSpec:
         """Whether the section names any data (an unset section makes no loader)."""
         if self.use_lhotse:
             return any((self.manifest_filepath, self.input_cfg, self.cuts_path, self.shar_path))
-        return bool(self.manifest_filepath)
+        return bool(self.manifest_filepath) or bool(self.text_data)
 
 
 def dataset_defaults(**overrides: Any) -> dict[str, Any]:

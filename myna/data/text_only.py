@@ -66,6 +66,7 @@ __all__ = [
     "estimated_speech_seconds",
     "TEXT_DATA_KEYS",
     "build_text_dataset",
+    "mixed_loader",
 ]
 
 logger = logging.getLogger("myna.data")
@@ -414,6 +415,28 @@ def build_text_dataset(text_cfg: Mapping[str, Any], tokenizer: Any, sample_rate:
     options = {"technique": technique, "temperature": float(cfg["asr_tts_sampling_temperature"] or 5.0),
                "probabilities": cfg["asr_tts_sampling_probabilities"]}
     return dataset, options
+
+
+def mixed_loader(audio: torch.utils.data.Dataset | None, text_cfg: Mapping[str, Any], tokenizer: Any,
+                 sample_rate: int, batch_size: int, seed: int, world_size: int = 1, rank: int = 0,
+                 shuffle: bool = True, drop_last: bool = False, randomization_factor: float | None = None,
+                 num_workers: int = 0, pin_memory: bool = False, name: str = "train_ds") -> Any:
+    """A resumable loader over audio examples and synthesised text-only ones (NeMo's hybrid
+    ASR-TTS training data): :class:`MixedDataset` of ``audio`` (None: text only) and the
+    ``text_data`` section, batched by :class:`myna.data.sampling.DistributedBatchSampler`
+    (random, or semi-sorted with ``randomization_factor`` on estimated durations for text), each
+    batch carrying ``synthetic`` (B,) bool.
+    """
+    from myna.data.resumable import ResumableDataLoader
+    from myna.data.sampling import DistributedBatchSampler
+
+    text, options = build_text_dataset(text_cfg, tokenizer, sample_rate, seed=seed, where=f"model.{name}.text_data")
+    dataset: Any = text if audio is None else MixedDataset([audio, text], seed=seed, **options)
+    sampler = DistributedBatchSampler(dataset.durations, batch_size, world_size=world_size, rank=rank,
+                                      shuffle=shuffle, seed=seed, drop_last=drop_last,
+                                      randomization_factor=randomization_factor)
+    return ResumableDataLoader(dataset, sampler, collate_fn=collate_mixed, num_workers=num_workers,
+                               pin_memory=pin_memory)
 
 
 # ----------------------------------------------------------------------------- Lhotse

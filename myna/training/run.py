@@ -134,6 +134,12 @@ def _prepare_tokenizer(cfg: DictConfig, exp_dir: Path):
         texts = []
         for path in _manifests(cfg.model.train_ds.manifest_filepath):
             texts.extend(entry.text for entry in read_manifest(path, text_field=cfg.model.train_ds.text_field))
+        text_data = cfg.model.train_ds.get("text_data")
+        if text_data and text_data.get("manifest_filepath"):  # hybrid ASR-TTS: the text-only texts count too
+            from myna.data.text_only import read_text_records
+
+            texts.extend(r.text for r in read_text_records(text_data.manifest_filepath,
+                                                            text_field=text_data.get("text_field") or "text"))
         if not texts:
             raise ValueError("model.tokenizer.dir is null and there is no training text to train one from")
         log.info("training a %d-piece BPE tokenizer on %d transcripts -> %s", tok_cfg.vocab_size, len(texts), out_dir)
