@@ -184,6 +184,14 @@ def _open(source: AudioSource, name: str) -> sf.SoundFile:
         target: object = io.BytesIO(source)
     else:
         target = os.fspath(source)
+        if "://" in target:  # an object in a store: decoded from its cached copy (fetched once)
+            from myna.data.stores import StoreError, fetch, is_url
+
+            if is_url(target):
+                try:
+                    target = str(fetch(target))
+                except StoreError as err:
+                    raise AudioError(f"cannot read audio {name}: {err}") from err
         if not os.path.exists(target):
             raise AudioError(f"audio file not found: {name}")
         if os.path.isdir(target):

@@ -25,11 +25,12 @@ per rank, each rank reading its own share with the same number of steps.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from myna.data.loader import AudioToTextDataset, collate_audio_text
 from myna.data.manifest import filter_entries, read_manifest
-from myna.data.paths import bucketed_manifest_paths, is_nested
+from myna.data.paths import bucketed_manifest_paths, expand_sharded_filepaths, is_nested
 from myna.data.resumable import ResumableDataLoader, ResumableLoader
 from myna.data.sampling import (
     BucketChainLoader,
@@ -67,6 +68,7 @@ def build_loader(section: Any, tokenizer: Any, train: bool, seed: int, name: str
     spec = DatasetSpec.from_section(section, name)
     if not spec.has_source:
         return None
+    _cache_remote_manifests(spec, world_size, rank)
     if spec.use_lhotse:
         return _lhotse_loader(spec, tokenizer, train=train, seed=seed, name=name, world_size=world_size, rank=rank)
     tarred = spec.tarred_audio_filepaths if spec.is_tarred else None
@@ -105,6 +107,27 @@ def _hybrid_loader(spec: DatasetSpec, tokenizer: Any, seed: int, name: str, worl
                         rank, shuffle=options["shuffle"] or semi["randomization_factor"] is not None,
                         drop_last=options["drop_last"], randomization_factor=semi["randomization_factor"],
                         num_workers=spec.num_workers, pin_memory=spec.pin_memory, name=name)
+
+
+def _cache_remote_manifests(spec: DatasetSpec, world_size: int, rank: int) -> None:
+    """Manifests given as URLs are cached, with their audio unless the data is tarred (shards
+    stream) or read by Lhotse (audio read on demand), by one rank while the others wait
+    (:func:`myna.data.stores.cache_remote_data`)."""
+    from myna.data.stores import RankInfo, cache_remote_data, is_url
+
+    def flat(value: Any) -> list[str]:
+        if value is None or isinstance(value, (int, float)):  # nothing, or the weight of [path, weight]
+            return []
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return [p for v in value for p in flat(v)]
+
+    manifests = flat(spec.manifest_filepath)
+    if spec.shard_manifests:
+        manifests = [p for m in manifests for p in expand_sharded_filepaths(m, "replicate")]
+    if any(is_url(m) for m in manifests):
+        ranks = RankInfo(rank, int(os.environ.get("LOCAL_RANK", rank)), world_size)
+        cache_remote_data(manifests, cache_audio=not spec.is_tarred and not spec.use_lhotse, ranks=ranks)
 
 
 def _batch_options(spec: DatasetSpec, train: bool) -> dict[str, Any]:

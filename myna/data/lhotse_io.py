@@ -48,6 +48,7 @@ from myna.data.paths import expand_sharded_filepaths, weighted_manifest_paths
 from myna.data.resumable import Position, ResumableLoader, WorkerStream, stream_worker_pass
 from myna.data.sampling import min_padding_duration_bins
 from myna.data.spec import DatasetSpec
+from myna.data.stores import is_url
 from myna.data.tarred import SkippedMembers, TarMemberIndex, stream_tar_members
 
 __all__ = [
@@ -95,11 +96,11 @@ class LazyNeMoIterator:
         self.lang_field = lang_field
         self.sample_rate = sample_rate
         self.tags = dict(tags or {})
-        if not os.path.isfile(self.path):  # fail here, not at the first batch
+        if not is_url(self.path) and not os.path.isfile(self.path):  # fail here, not at the first batch
             raise ManifestError(f"manifest not found: {self.path}")
 
     def __iter__(self) -> Iterator[MonoCut]:
-        stem = Path(self.path).stem
+        stem = Path(self.path.rsplit("/", 1)[-1]).stem
         for entry in iter_manifest(self.path, self.text_field):
             yield _make_cut(entry, f"{stem}-{entry.line}", entry.audio_filepath, entry.audio_filepath,
                             lang_field=self.lang_field, sample_rate=self.sample_rate, tags=self.tags)

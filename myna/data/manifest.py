@@ -7,7 +7,8 @@ usually ``text``, optionally ``offset`` (seconds into the file) and any other ke
     {"audio_filepath": "audio/0001.flac", "duration": 1.52, "text": "three one four"}
 
 A relative ``audio_filepath`` resolves against the manifest's own folder, so a corpus folder can
-move as a whole. Bad input is an error naming the manifest file and line; filters count and log
+move as a whole. A manifest may be a URL (``s3://``, ``ais://``, ...; :mod:`myna.data.stores`): it
+is read from the local cache, and its relative audio paths resolve against its remote folder. Bad input is an error naming the manifest file and line; filters count and log
 what they drop.
 
 >>> entries = read_manifest("data/espeak_digits/train.json")
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from myna.data.paths import manifest_paths
+from myna.data.stores import StoreError, fetch, is_url, join_url, resolve_against, url_dirname
 
 __all__ = [
     "ManifestEntry",
@@ -141,10 +143,7 @@ def iter_manifest(manifest: str | os.PathLike, text_field: str = "text",
     NeMo source) reads through here, so every bad line is a :class:`ManifestError` naming
     ``file:line``. Arguments as :func:`read_manifest`.
     """
-    path = Path(manifest)
-    if not path.is_file():
-        raise ManifestError(f"manifest not found: {manifest}")
-    base = path.resolve().parent
+    path, base = _local_copy(manifest)
     name = os.fspath(manifest)
     for line_no, line in _numbered_lines(path, name):
         where = f"{name}:{line_no}"
@@ -160,10 +159,23 @@ def iter_manifest(manifest: str | os.PathLike, text_field: str = "text",
 
 def count_manifest_lines(manifest: str | os.PathLike) -> int:
     """Entries (non-blank lines) of a manifest, without parsing them."""
-    path = Path(manifest)
+    path, _ = _local_copy(manifest)
+    return sum(1 for _ in _numbered_lines(path, os.fspath(manifest)))
+
+
+def _local_copy(manifest: str | os.PathLike) -> tuple[Path, Path | str]:
+    """(file to read, folder that relative audio paths join): a manifest URL is read from the local
+    cache (fetched once) and its audio paths join its remote folder."""
+    name = os.fspath(manifest)
+    if is_url(name):
+        try:
+            return fetch(name), url_dirname(name)
+        except StoreError as err:
+            raise ManifestError(f"manifest {name}: {err}") from err
+    path = Path(name)
     if not path.is_file():
         raise ManifestError(f"manifest not found: {manifest}")
-    return sum(1 for _ in _numbered_lines(path, os.fspath(manifest)))
+    return path, path.resolve().parent
 
 
 def _numbered_lines(path: Path, name: str) -> Iterator[tuple[int, str]]:
@@ -206,8 +218,13 @@ def _parse_item(item: dict, base: Path, where: str, text_field: str, require_tex
                          offset=offset, extra=item, manifest=manifest, line=line_no)
 
 
-def _resolve_audio_path(audio: str, base: Path) -> str:
-    """A manifest's audio path: ``~`` expanded, relative paths joined to the manifest's folder."""
+def _resolve_audio_path(audio: str, base: Path | str) -> str:
+    """A manifest's audio path: ``~`` expanded, relative paths joined to the manifest's folder
+    (a URL folder for a manifest in a store); URLs stay as they are."""
+    if is_url(audio):
+        return audio
+    if isinstance(base, str):
+        return resolve_against(audio, join_url(base, "manifest"))
     audio_path = Path(os.path.expanduser(audio))
     if not audio_path.is_absolute():
         audio_path = base / audio_path
@@ -305,7 +322,7 @@ def check_audio_files(entries: Iterable[ManifestEntry], max_listed: int = 10) ->
         ManifestError: listing up to ``max_listed`` missing files with their manifest line,
             and how many are missing in all.
     """
-    missing = [e for e in entries if not os.path.isfile(e.audio_filepath)]
+    missing = [e for e in entries if not is_url(e.audio_filepath) and not os.path.isfile(e.audio_filepath)]
     if not missing:
         return
     listed = "\n".join(f"  {e.where}: {e.audio_filepath}" for e in missing[:max_listed])

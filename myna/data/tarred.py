@@ -56,6 +56,7 @@ from myna.data.manifest import (
 )
 from myna.data.paths import SHARD_STRATEGIES, brace_expand, expand_sharded_filepaths, manifest_paths
 from myna.data.resumable import Position, WorkerStream, stream_worker_pass
+from myna.data.stores import StoreError, is_url, open_stream
 
 __all__ = [
     "TarredAudioDataset",
@@ -325,13 +326,16 @@ def stream_tar_members(shard: str, skip: Callable[[str, str, str], None]) -> Ite
     is extracted to disk).
 
     Args:
-        shard: tar file path.
+        shard: tar file path, or a URL of one in a store (streamed, see :func:`myna.data.stores.open_stream`).
         skip: called as ``skip(shard, member, reason)`` for a truncated member, or once when the
             archive is corrupt (the rest of that shard is then skipped).
     """
     member = "<header>"
+    stream = None
     try:
-        with tarfile.open(shard, mode="r|*") as tar:
+        # A shard in a store streams (never cached); a dropped connection resumes at its offset.
+        stream = open_stream(shard) if is_url(shard) else None
+        with tarfile.open(shard if stream is None else None, mode="r|*", fileobj=stream) as tar:
             for info in tar:
                 member = info.name
                 if not info.isfile():
@@ -342,8 +346,13 @@ def stream_tar_members(shard: str, skip: Callable[[str, str, str], None]) -> Ite
                     skip(shard, member, f"truncated ({len(data)} of {info.size} bytes)")
                     continue
                 yield member, data
+    except StoreError as err:
+        skip(shard, member, f"unreadable ({err}); rest of the shard skipped")
     except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
         skip(shard, member, f"corrupt tar ({type(err).__name__}: {err}); rest of the shard skipped")
+    finally:
+        if stream is not None:
+            stream.close()
 
 
 def _chunks(items: Iterator[Any], size: int, drop_last: bool) -> Iterator[list[Any]]:
