@@ -116,11 +116,12 @@ def _ddp_worker(rank, world_size, port, env, corpus, out):
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         losses = []
         for step, batch in zip(range(2), loader):
-            out = model(batch["audio"], batch["audio_lengths"], batch["tokens"], batch["token_lengths"], step=step)
+            loss = model(batch["audio"], batch["audio_lengths"], batch["tokens"], batch["token_lengths"],
+                         step=step)["loss"]
             optimizer.zero_grad()
-            out["loss"].backward()
+            loss.backward()
             optimizer.step()
-            losses.append(float(out["loss"]))
+            losses.append(float(loss))
         checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().item()
         results[kind] = {"losses": losses, "checksum": checksum}
     dist.barrier()
