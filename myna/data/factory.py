@@ -233,23 +233,34 @@ def _lhotse_loader(spec: DatasetSpec, tokenizer: Any, *, train: bool, seed: int,
     shard_seed = spec.shard_seed
     if shard_seed == "randomized" and not spec.num_workers:
         shard_seed = base_seed + rank  # Lhotse resolves "randomized" from a worker's seed; here, ours
-    if spec.batch_duration is None and spec.batch_size is None:
+    constraint = None
+    if spec.use_multimodal_sampling:  # audio and text examples measured in tokens (NeMo's names)
+        from myna.data.text_only import MultimodalConstraint
+
+        constraint = MultimodalConstraint.from_nemo(spec.token_equivalent_duration, spec.batch_tokens,
+                                                    spec.batch_size, spec.quadratic_factor)
+    elif spec.batch_duration is None and spec.batch_size is None:
         raise ValueError(f"model.{name}: use_lhotse needs batch_duration and/or batch_size")
     sources = lhotse_io.sources_of(spec)
     cuts, streaming = lhotse_io.read_cutset(
         sources, sample_rate=spec.sample_rate, shuffle=spec.shuffle, shard_seed=shard_seed,
         infinite=train and not spec.force_finite, min_duration=spec.min_duration, max_duration=spec.max_duration,
-        text_field=spec.text_field, lang_field=spec.lang_field)
+        text_field=spec.text_field, lang_field=spec.lang_field, tokenizer=tokenizer)
+    synthesizer = None
+    if any(s.type in lhotse_io.TEXT_SOURCE_TYPES for s in sources):
+        from myna.data.tts import build_synthesizer
+
+        synthesizer = build_synthesizer(spec.tts, spec.sample_rate, where=f"model.{name}.tts")
     sampler = lhotse_io.make_sampler(
         cuts, batch_duration=spec.batch_duration, batch_size=spec.batch_size, shuffle=spec.shuffle and train,
         drop_last=spec.drop_last, quadratic_duration=spec.quadratic_duration, use_bucketing=spec.use_bucketing,
         num_buckets=spec.num_buckets, bucket_duration_bins=spec.bucket_duration_bins,
         num_cuts_for_bins_estimate=spec.num_cuts_for_bins_estimate, bucket_buffer_size=spec.bucket_buffer_size,
         shuffle_buffer_size=spec.shuffle_buffer_size, seed=shard_seed if streaming else base_seed,
-        world_size=1 if streaming else world_size, rank=0 if streaming else rank)
+        world_size=1 if streaming else world_size, rank=0 if streaming else rank, constraint=constraint)
     init = lhotse_io.lhotse_worker_init(rank, world_size, base_seed) if spec.num_workers else None
     # "trng" draws afresh in every process: the shard order when streaming, the mix of several sources
     reproducible = spec.seed != "trng" and (shard_seed != "trng" or not (streaming or len(sources) > 1))
-    return lhotse_io.LhotseLoader(sampler, lhotse_io.LhotseAudioTextDataset(tokenizer, spec.sample_rate),
+    return lhotse_io.LhotseLoader(sampler, lhotse_io.LhotseAudioTextDataset(tokenizer, spec.sample_rate, synthesizer),
                                   streaming=streaming, num_workers=spec.num_workers, pin_memory=spec.pin_memory,
                                   worker_init_fn=init, reproducible=reproducible)

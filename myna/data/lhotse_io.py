@@ -69,7 +69,8 @@ __all__ = [
 
 logger = logging.getLogger("myna.data")
 
-SOURCE_TYPES = ("nemo", "nemo_tarred", "lhotse", "lhotse_shar", "group")
+SOURCE_TYPES = ("nemo", "nemo_tarred", "lhotse", "lhotse_shar", "txt", "txt_pair", "txt_jsonl", "group")
+TEXT_SOURCE_TYPES = ("txt", "txt_pair", "txt_jsonl")
 
 
 # ----------------------------------------------------------------------------- sources
@@ -213,6 +214,10 @@ class LhotseSource:
         cuts_path: lhotse: a CutSet manifest.
         shar_path: lhotse_shar: a Shar folder or a dict of field -> shard lists.
         text_field, lang_field: manifest keys (None: the dataset section's).
+        paths: txt / txt_jsonl: text files (one text per line / NeMo text-only records).
+        source_paths, target_paths: txt_pair: spoken texts and their transcripts, line by line.
+        language: txt: the texts' language tag.
+        min_words, max_words: text sources: word-count filter (None: no bound).
     """
 
     type: str
@@ -224,12 +229,23 @@ class LhotseSource:
     shar_path: Any = None
     text_field: str | None = None
     lang_field: str | None = None
+    paths: Any = None
+    source_paths: Any = None
+    target_paths: Any = None
+    language: str | None = None
+    min_words: int | None = None
+    max_words: int | None = None
 
 
 _SOURCE_KEYS = {"nemo": ("manifest_filepath",), "nemo_tarred": ("manifest_filepath", "tarred_audio_filepaths"),
-                "lhotse": ("cuts_path",), "lhotse_shar": ("shar_path",)}
-_NODE_KEYS = {"type", "weight", "tags", "input_cfg", "text_field", "lang_field", "manifest_filepath",
-              "tarred_audio_filepaths", "cuts_path", "shar_path"}
+                "lhotse": ("cuts_path",), "lhotse_shar": ("shar_path",), "txt": ("paths",),
+                "txt_pair": ("source_paths", "target_paths"), "txt_jsonl": ("paths",)}
+_LEAF_KEYS = ("manifest_filepath", "tarred_audio_filepaths", "cuts_path", "shar_path", "text_field", "lang_field",
+              "paths", "source_paths", "target_paths", "language", "min_words", "max_words")
+# accepted from NeMo's text source configs; the language tags of txt_pair are not used here
+_IGNORED_NODE_KEYS = {"source_language", "target_language", "questions_path", "questions_language", "shuffle",
+                      "shard_seed"}
+_NODE_KEYS = {"type", "weight", "tags", "input_cfg", *_LEAF_KEYS, *_IGNORED_NODE_KEYS}
 
 
 def flatten_input_cfg(input_cfg: Any, weight: float = 1.0,
@@ -284,9 +300,7 @@ def flatten_input_cfg(input_cfg: Any, weight: float = 1.0,
             leaves.extend(flatten_input_cfg(node["input_cfg"], p, node_tags))
         else:
             leaves.append(LhotseSource(type=node["type"], weight=p, tags=node_tags,
-                                       **{k: node.get(k) for k in ("manifest_filepath", "tarred_audio_filepaths",
-                                                                  "cuts_path", "shar_path", "text_field",
-                                                                  "lang_field")}))
+                                       **{k: node.get(k) for k in _LEAF_KEYS}))
     return leaves
 
 
@@ -315,7 +329,7 @@ def sources_of(spec: DatasetSpec) -> list[LhotseSource]:
 
 def read_cutset(sources: Sequence[LhotseSource], *, sample_rate: int, shuffle: bool, shard_seed: Any,
                 infinite: bool = False, min_duration: float | None = None, max_duration: float | None = None,
-                text_field: str = "text", lang_field: str = "lang") -> tuple[CutSet, bool]:
+                text_field: str = "text", lang_field: str = "lang", tokenizer: Any = None) -> tuple[CutSet, bool]:
     """The (lazy) CutSet of some sources, and whether it streams shards.
 
     With ``infinite`` every source repeats before muxing, so the weights hold exactly for as long
@@ -329,12 +343,17 @@ def read_cutset(sources: Sequence[LhotseSource], *, sample_rate: int, shuffle: b
         infinite: repeat every source.
         min_duration, max_duration: seconds (None: no bound).
         text_field, lang_field: manifest keys for sources that name none.
+        tokenizer: gives text sources' examples their token ids (their length in tokens).
     """
     cutsets, streaming = [], False
     for source in sources:
-        cuts, is_stream = _source_cutset(source, sample_rate=sample_rate, shuffle=shuffle, shard_seed=shard_seed,
-                                         text_field=source.text_field or text_field,
-                                         lang_field=source.lang_field or lang_field)
+        if source.type in TEXT_SOURCE_TYPES:
+            cuts, is_stream = _text_cutset(source, tokenizer, shuffle=shuffle, shard_seed=shard_seed,
+                                           text_field=source.text_field or text_field), False
+        else:
+            cuts, is_stream = _source_cutset(source, sample_rate=sample_rate, shuffle=shuffle, shard_seed=shard_seed,
+                                             text_field=source.text_field or text_field,
+                                             lang_field=source.lang_field or lang_field)
         streaming |= is_stream
         cutsets.append(cuts.repeat() if infinite else cuts)
     cuts = cutsets[0] if len(cutsets) == 1 else CutSet.mux(*cutsets, weights=[s.weight for s in sources],
@@ -380,7 +399,27 @@ def _source_cutset(source: LhotseSource, *, sample_rate: int, shuffle: bool, sha
     return cuts, source.type == "lhotse_shar"
 
 
+def _text_cutset(source: LhotseSource, tokenizer: Any, *, shuffle: bool, shard_seed: Any,
+                 text_field: str) -> CutSet:
+    """A text source (txt, txt_pair, txt_jsonl) as lazy Lhotse text examples with token ids."""
+    from myna.data.text_only import LhotseTextSource, filter_by_words, read_text_lines, read_text_pairs, \
+        read_text_records
+
+    if source.type == "txt":
+        records = read_text_lines(source.paths, language=source.language)
+    elif source.type == "txt_pair":
+        records = read_text_pairs(source.source_paths, source.target_paths)
+    else:
+        records = read_text_records(source.paths, text_field=text_field)
+    if source.min_words is not None or source.max_words is not None:
+        records, _ = filter_by_words(records, source.min_words, source.max_words, name=f"{source.type} source")
+    seed = shard_seed if isinstance(shard_seed, int) and not isinstance(shard_seed, bool) else 0
+    return CutSet(LhotseTextSource(records, tokenizer, tags=source.tags, shuffle=shuffle, seed=seed))
+
+
 def _duration_ok(cut: Any, low: float | None, high: float | None) -> bool:
+    if not hasattr(cut, "duration"):  # a text example: its speech does not exist yet
+        return True
     return (low is None or cut.duration >= low) and (high is None or cut.duration <= high)
 
 
@@ -401,9 +440,10 @@ class LhotseAudioTextDataset(torch.utils.data.Dataset):
         ``tags`` (list of B dicts) when any cut has tags; {} when no cut could be read.
     """
 
-    def __init__(self, tokenizer: Any, sample_rate: int):
+    def __init__(self, tokenizer: Any, sample_rate: int, synthesizer: Any = None):
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
+        self.synthesizer = synthesizer  # speaks text examples (myna.data.tts.Synthesizer)
         self.skipped = 0
 
     def _audio(self, cut: Any) -> torch.Tensor:
@@ -415,23 +455,42 @@ class LhotseAudioTextDataset(torch.utils.data.Dataset):
         samples = np.asarray(cut.load_audio(), dtype=np.float32)  # (channels, L)
         return to_mono_at_rate(samples.T, cut.sampling_rate, self.sample_rate)
 
+    def _text_item(self, example: Any) -> dict:
+        """A text example spoken by the synthesizer (hybrid ASR-TTS)."""
+        if self.synthesizer is None:
+            raise ValueError("a text example needs a TTS backend (model.<ds>.tts)")
+        custom = example.custom or {}
+        target = getattr(example, "target", example)
+        ids = target.tokens if target.tokens is not None else (
+            self.tokenizer.encode(target.text) if self.tokenizer is not None else [])
+        audio = self.synthesizer(custom.get("tts_text", target.text), key=custom.get("key"))
+        return {"audio": audio, "tokens": torch.as_tensor(np.asarray(ids), dtype=torch.int64),
+                "id": custom.get("key", target.text), "synthetic": True}
+
     def __getitem__(self, cuts: Any) -> dict:
         items, tags = [], []
         for cut in cuts:
+            name = getattr(cut, "id", None) or (cut.custom or {}).get("key", "?")
             try:
-                audio = self._audio(cut)
+                if not hasattr(cut, "recording"):  # TextExample / TextPairExample
+                    item = self._text_item(cut)
+                else:
+                    text = " ".join(s.text for s in cut.supervisions if s.text)
+                    ids = self.tokenizer.encode(text) if self.tokenizer is not None else []
+                    item = {"audio": self._audio(cut), "tokens": torch.tensor(ids, dtype=torch.int64), "id": cut.id,
+                            "synthetic": False}
             except (AudioError, OSError, ValueError, RuntimeError) as err:
                 self.skipped += 1
-                logger.warning("skipped cut %s: %s (%d skipped so far in this process)", cut.id, err, self.skipped)
+                logger.warning("skipped cut %s: %s (%d skipped so far in this process)", name, err, self.skipped)
                 continue
-            text = " ".join(s.text for s in cut.supervisions if s.text)
-            ids = self.tokenizer.encode(text) if self.tokenizer is not None else []
-            items.append({"audio": audio, "tokens": torch.tensor(ids, dtype=torch.int64), "index": len(items),
-                          "id": cut.id})
+            item["index"] = len(items)
+            items.append(item)
             tags.append(dict((cut.custom or {}).get("tags", {})))
         if not items:
             return {}
         batch = collate_audio_text(items)
+        if any(item["synthetic"] for item in items):
+            batch["synthetic"] = torch.tensor([item["synthetic"] for item in items], dtype=torch.bool)
         if any(tags):
             batch["tags"] = tags
         return batch
@@ -441,17 +500,22 @@ def make_sampler(cuts: CutSet, *, batch_duration: float | None, batch_size: int 
                  drop_last: bool, quadratic_duration: float | None, use_bucketing: bool, num_buckets: int,
                  bucket_duration_bins: Sequence[float] | None, num_cuts_for_bins_estimate: int,
                  bucket_buffer_size: int, shuffle_buffer_size: int, seed: Any, world_size: int,
-                 rank: int) -> Any:
+                 rank: int, constraint: Any = None) -> Any:
     """Lhotse's dynamic sampler for ``cuts``: batches of at most ``batch_duration`` seconds (each
     cut counting ``d + d**2 / quadratic_duration`` with ``quadratic_duration``) and at most
     ``batch_size`` cuts; with ``use_bucketing`` drawn from ``num_buckets`` duration buckets
     (``bucket_duration_bins``, or estimated from the first ``num_cuts_for_bins_estimate`` cuts),
     the buffer holding ``bucket_buffer_size + shuffle_buffer_size`` cuts (larger: better buckets
-    and shuffling, more memory)."""
-    if batch_duration is None and batch_size is None:
+    and shuffling, more memory). A ``constraint`` (e.g. :class:`myna.data.text_only.MultimodalConstraint`:
+    audio and text in tokens) replaces the duration and count limits; bins are then in its units."""
+    if constraint is not None:
+        common = dict(constraint=constraint, shuffle=shuffle, drop_last=drop_last, world_size=world_size, rank=rank,
+                      seed=seed)
+    elif batch_duration is None and batch_size is None:
         raise ValueError("use_lhotse needs batch_duration and/or batch_size")
-    common = dict(max_duration=batch_duration, max_cuts=batch_size, shuffle=shuffle, drop_last=drop_last,
-                  quadratic_duration=quadratic_duration, world_size=world_size, rank=rank, seed=seed)
+    else:
+        common = dict(max_duration=batch_duration, max_cuts=batch_size, shuffle=shuffle, drop_last=drop_last,
+                      quadratic_duration=quadratic_duration, world_size=world_size, rank=rank, seed=seed)
     if use_bucketing:
         return DynamicBucketingSampler(
             cuts, num_buckets=num_buckets,

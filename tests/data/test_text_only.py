@@ -181,3 +181,47 @@ class FakeTTSBackend:
     def __call__(self, text, speaker=None):
         assert speaker in (4, 5)
         return np.full(800 * len(text.split()), self.gain, dtype=np.float32)
+
+
+def test_lhotse_input_cfg_mixes_audio_and_text_sources_into_token_budgeted_batches(tmp_path, monkeypatch):
+    """input_cfg with a NeMo manifest and txt / txt_pair sources, multimodal sampling: every batch
+    fits the token budget, text examples arrive spoken and flagged synthetic."""
+    from pathlib import Path
+
+    from myna.data import tts as tts_module
+    from myna.data.factory import build_loader
+
+    repo = Path(__file__).resolve().parents[2]
+    corpus = repo / "data" / "espeak_digits"
+    rows = [json.loads(line) for line in (corpus / "train.json").read_text().splitlines()[:20]]
+    for row in rows:
+        row["audio_filepath"] = str(corpus / row["audio_filepath"])
+    manifest = _write(tmp_path / "audio.json", rows)
+    texts = _write(tmp_path / "t.txt", ["one two three", "four", "five six"] * 10)
+    src, tgt = _write(tmp_path / "s.txt", ["7 8"] * 10), _write(tmp_path / "g.txt", ["seven eight"] * 10)
+    monkeypatch.setitem(tts_module.TTS_BACKENDS, "fake", lambda: (lambda text: (np.full(800, 0.1), 8000)))
+    section = {"use_lhotse": True, "use_multimodal_sampling": True, "token_equivalent_duration": 0.08,
+               "batch_tokens": 200, "batch_size": None, "shuffle": True, "seed": 5, "shard_seed": 5,
+               "sample_rate": 16000, "tts": {"backend": "fake", "cache_dir": False},
+               "input_cfg": [{"type": "nemo", "manifest_filepath": str(manifest), "weight": 0.5},
+                             {"type": "txt", "paths": str(texts), "weight": 0.3, "tags": {"src": "txt"}},
+                             {"type": "txt_pair", "source_paths": str(src), "target_paths": str(tgt),
+                              "weight": 0.2}]}
+    loader = build_loader(section, Chars(), train=True, seed=0, name="train_ds")
+    batches = [b for _, b in zip(range(12), loader)]
+    synthetic = torch.cat([b.get("synthetic", torch.zeros(b["audio"].shape[0], dtype=torch.bool)) for b in batches])
+    assert 0 < int(synthetic.sum()) < len(synthetic)  # both kinds arrive
+    for batch in batches:
+        real = ~batch.get("synthetic", torch.zeros(batch["audio"].shape[0], dtype=torch.bool))
+        sizes = [math.ceil(n / 16000 / 0.08) if r else int(t)
+                 for n, t, r in zip(batch["audio_lengths"].tolist(), batch["token_lengths"].tolist(), real.tolist())]
+        # Lhotse closes a batch when one more example could exceed the budget, keeping the last one:
+        # everything before it fits (examples x longest), and the batch is not far short of it.
+        assert (len(sizes) - 1) * max(sizes[:-1], default=0) <= 200 + 2
+        assert (len(sizes) + 1) * max(sizes) > 200
+        if "synthetic" in batch:
+            spoken = batch["audio_lengths"][batch["synthetic"]]
+            assert (spoken == 1600).all()  # 0.1 s at 8 kHz, resampled to 16 kHz
+    pair_tokens = Chars().encode("seven eight")
+    assert any(b["tokens"][i, :len(pair_tokens)].tolist() == pair_tokens for b in batches
+               for i in range(b["tokens"].shape[0]))  # txt_pair: the transcript is the target text
