@@ -41,14 +41,22 @@ with open(exp / "text_only.json", "w") as f:  # NeMo text-only records
         f.write(json.dumps({"text": " ".join(rng.choice(words) for _ in range(rng.randint(2, 5)))}) + "\n")
 EOF
 
-common=(model.train_ds.manifest_filepath="$EXP/fsdd/train.json"
-        model.validation_ds.manifest_filepath="$EXP/fsdd/dev.json"
-        model.tokenizer.dir="$EXP/tokenizer" trainer.max_steps="$STEPS" trainer.enable_progress_bar=false)
-myna train conf/contextnet_rnnt_dummy.yaml name=fsdd_only "${common[@]}" exp_manager.exp_dir="$EXP/fsdd_only"
-myna train conf/contextnet_rnnt_dummy.yaml name=hybrid "${common[@]}" exp_manager.exp_dir="$EXP/hybrid" \
-  ++model.train_ds.text_data.manifest_filepath="$EXP/text_only.json" \
-  ++model.train_ds.text_data.tts.backend=espeak ++model.train_ds.text_data.tts.sample_rate=8000 \
-  ++model.train_ds.text_data.tts.cache_dir="$EXP/tts_cache"
+for run in fsdd_only hybrid; do
+  EXTRA=()
+  if [ "$run" = hybrid ]; then  # the text-only strings, spoken by espeak-ng at FSDD's 8 kHz, cached
+    EXTRA=(++model.train_ds.text_data.manifest_filepath="$EXP/text_only.json"
+           ++model.train_ds.text_data.tts.backend=espeak ++model.train_ds.text_data.tts.sample_rate=8000
+           ++model.train_ds.text_data.tts.cache_dir="$EXP/tts_cache")
+  fi
+  myna train conf/contextnet_rnnt_dummy.yaml \
+    name="$run" \
+    model.train_ds.manifest_filepath="$EXP/fsdd/train.json" \
+    model.validation_ds.manifest_filepath="$EXP/fsdd/dev.json" \
+    model.tokenizer.dir="$EXP/tokenizer" \
+    trainer.max_steps="$STEPS" \
+    trainer.enable_progress_bar=false \
+    exp_manager.exp_dir="$EXP/$run" "${EXTRA[@]}"
+done
 
 myna lm train --manifest "$EXP/text_only.json" --out "$EXP/digits_3gram.arpa" --order 3 --tokenizer "$EXP/tokenizer"
 for run in fsdd_only hybrid; do
