@@ -69,7 +69,7 @@ def audio_info(source: AudioSource, name: str | None = None) -> AudioInfo:
         AudioError: the file is missing or libsndfile cannot open it.
     """
     name = _name_of(source, name)
-    with _open(source, name) as f:
+    with _open(_local(source, name), name) as f:
         return _info(f, name)
 
 
@@ -107,6 +107,7 @@ def load_audio(
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     name = _name_of(source, name)
+    source = _local(source, name)
     if _is_compressed_sphere(source):
         samples, info = _read_sphere(source, name)
         start, stop = _checked_segment(info, offset, duration)
@@ -178,20 +179,27 @@ def _name_of(source: AudioSource, name: str | None) -> str:
     return "<bytes>" if isinstance(source, (bytes, bytearray)) else os.fspath(source)
 
 
+def _local(source: AudioSource, name: str) -> AudioSource:
+    """The source itself, or for the URL of an object in a store (``s3://``, ``ais://``, ...) its
+    locally cached copy (fetched once, see :mod:`myna.data.stores`)."""
+    if isinstance(source, (bytes, bytearray)) or "://" not in os.fspath(source):
+        return source
+    from myna.data.stores import StoreError, fetch, is_url
+
+    if not is_url(os.fspath(source)):
+        return source
+    try:
+        return str(fetch(os.fspath(source)))
+    except StoreError as err:
+        raise AudioError(f"cannot read audio {name}: {err}") from err
+
+
 def _open(source: AudioSource, name: str) -> sf.SoundFile:
     """A SoundFile over a path or in-memory bytes; AudioError naming ``name`` when it cannot open."""
     if isinstance(source, (bytes, bytearray)):
         target: object = io.BytesIO(source)
     else:
         target = os.fspath(source)
-        if "://" in target:  # an object in a store: decoded from its cached copy (fetched once)
-            from myna.data.stores import StoreError, fetch, is_url
-
-            if is_url(target):
-                try:
-                    target = str(fetch(target))
-                except StoreError as err:
-                    raise AudioError(f"cannot read audio {name}: {err}") from err
         if not os.path.exists(target):
             raise AudioError(f"audio file not found: {name}")
         if os.path.isdir(target):
