@@ -21,6 +21,7 @@ Values are parsed as YAML (``8`` is an int, ``[1,2]`` a list, ``null`` is None).
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -28,6 +29,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from myna.data.spec import dataset_defaults
+from myna.losses.config import TransducerLossConfig
 
 __all__ = ["ConfigError", "DEFAULTS", "FREE_FORM_SECTIONS", "load_config", "apply_overrides", "save_config"]
 
@@ -68,14 +70,8 @@ DEFAULTS: dict[str, Any] = {
         "decoder": {},
         "joint": {},
         "aux_ctc": None,
-        "loss": {
-            "name": "full",
-            "s_range": 5,
-            "simple_loss_scale": 0.5,
-            "lm_only_scale": 0.25,
-            "am_only_scale": 0.0,
-            "warm_step": 2000,
-        },
+        # The loss options and defaults of myna.losses.config (ctc_weight comes from aux_ctc).
+        "loss": {k: v for k, v in asdict(TransducerLossConfig()).items() if k != "ctc_weight"},
         "decoding": {
             "strategy": "greedy_batch",  # validation decoding
             # The final test evaluation (myna.decoding.decode). "beam" (ALSD) allows several labels

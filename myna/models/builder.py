@@ -12,7 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from myna.features import build_preprocessor, build_spec_augment
 from myna.models.ctc import CTCModel
-from myna.models.transducer import TransducerLossConfig, TransducerModel
+from myna.losses.config import AUX_CTC_LOSS_WEIGHT, TransducerLossConfig
+from myna.models.transducer import TransducerModel
 from myna.nn.contextnet import ContextNetEncoder
 from myna.nn.conformer import ConformerEncoder
 from myna.nn.ctc_head import CTCHead
@@ -128,7 +129,7 @@ def build_model(model_cfg: Mapping, tokenizer) -> TransducerModel | CTCModel:
     aux_ctc = model_cfg.get("aux_ctc")
     if aux_ctc:
         ctc_decoder = build_ctc_head(aux_ctc["decoder"], vocab_size, encoder.output_dim)
-        loss_cfg.setdefault("ctc_weight", float(aux_ctc.get("ctc_loss_weight", 0.3)))
+        loss_cfg.setdefault("ctc_weight", float(aux_ctc.get("ctc_loss_weight", AUX_CTC_LOSS_WEIGHT)))
     # NeMo's own loss section (loss_name, warprnnt_numba_kwargs) maps to the full loss.
     loss_cfg = {k: v for k, v in loss_cfg.items() if k not in ("loss_name", "warprnnt_numba_kwargs")}
     max_symbols = ((model_cfg.get("decoding") or {}).get("greedy") or {}).get("max_symbols", 10)

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from myna.decoding.greedy import Hypothesis, ctc_greedy_search
-from myna.models.base import SpeechModel, ctc_loss_mean_batch
+from myna.losses.ctc import ctc_loss_mean_batch
+from myna.models.base import SpeechModel
 
 __all__ = ["CTCModel"]
 

@@ -11,7 +11,7 @@ import yaml
 import myna
 from myna.data.manifest import filter_entries, read_manifest
 from myna.models.builder import build_model
-from myna.models.transducer import fused_joint_loss
+from myna.losses.fused_joint import fused_joint_loss
 from myna.losses.rnnt import transducer_loss
 from myna.nn.joint import RNNTJoint
 from myna.text import load_tokenizer
