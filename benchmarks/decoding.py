@@ -108,7 +108,7 @@ def _same_greedy_transcripts(model, nemo_path: Path, manifest: Path) -> tuple[in
 
     from myna.data.loader import load_entry_audio
     from myna.data.manifest import read_manifest
-    from myna.evaluate import pad_batch
+    from myna.models.base import pad_batch
 
     nemo_model = ASRModel.restore_from(str(nemo_path), map_location="cpu").eval()
     entries = read_manifest(manifest)
@@ -121,7 +121,7 @@ def _same_greedy_transcripts(model, nemo_path: Path, manifest: Path) -> tuple[in
             theirs = nemo_model.decoding.rnnt_decoder_predictions_tensor(
                 encoder_output=encoded, encoded_lengths=encoded_lengths, return_hypotheses=True)
         theirs = theirs[0] if isinstance(theirs, tuple) else theirs
-        same += sum(a.text == b.text for a, b in zip(theirs, model.transcribe(audio, lengths)))
+        same += sum(a.text == b.text for a, b in zip(theirs, model.transcribe_batch(audio, lengths)))
     return same, len(entries)
 
 
@@ -149,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from myna.models.io import load_model
+    from myna.interop.nemo import load_nemo
 
     torch.set_num_threads(args.threads)
     manifest = _prepare_strings(Path(args.fsdd_dir), Path(args.work_dir), args.num_strings)
-    model = load_model(args.model)
+    model = load_nemo(args.model)
     rows = [
         _run_myna(model, manifest, "greedy", 1, strategy="greedy"),
         _run_myna(model, manifest, "greedy", 32, strategy="greedy"),

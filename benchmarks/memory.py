@@ -86,7 +86,7 @@ def _has_bitsandbytes() -> bool:
 def _worker(row: str, batch: int, seconds: float, tokens: int, threads: int, steps: int = 2) -> dict:
     import torch
 
-    from myna.models.builder import build_model
+    from myna.interop.adapter import build_model
     from myna.training.module import build_optimizer
 
     torch.set_num_threads(threads)

@@ -93,7 +93,7 @@ def build_myna(model_cfg: dict, tokenizer_dir: Path, seed: int = 0):
     """Seeded myna model from a NeMo-shaped config."""
     import torch
 
-    from myna.models.builder import build_model
+    from myna.interop.adapter import build_model
     from myna.text import load_tokenizer
 
     torch.manual_seed(seed)
@@ -134,10 +134,10 @@ def _worker(row: str, model_path: str, inputs_path: str, warmup: int, steps: int
 def _myna_step(row: str, model_path: str, data: dict):
     import torch
 
-    from myna.models.builder import build_model
-    from myna.models.io import load_model
+    from myna.interop.adapter import build_model
+    from myna.interop.nemo import load_nemo
 
-    model = load_model(model_path)
+    model = load_nemo(model_path)
     if row == "myna-pruned":
         cfg = {k: v for k, v in model.config.items() if k != "target"}
         cfg["loss"] = {"name": "pruned", "s_range": 5}
@@ -231,7 +231,7 @@ def main() -> None:
 
     import numpy as np
 
-    from myna.interop.export import save_nemo
+    from myna.interop.nemo import save_nemo
 
     rows = [r for r in args.rows.split(",") if r]
     unknown = sorted(set(rows) - set(ROWS))

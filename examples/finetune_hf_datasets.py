@@ -156,7 +156,7 @@ def main() -> None:
     from datasets import load_from_disk
 
     import myna
-    from myna.interop.export import save_nemo
+    from myna.interop.nemo import save_nemo
 
     model = myna.load(args.model)
     dataset = load_from_disk(args.dataset)

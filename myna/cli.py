@@ -39,12 +39,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import myna
+    from myna.decoding import resolve_strategy
     from myna.evaluate import evaluate_manifest
-    from myna.models.io import load_model
 
     if args.lm is None and args.lm_weight:
         raise ValueError(f"--lm-weight {args.lm_weight} given without --lm")
-    model = load_model(args.model)
+    model = myna.load(args.model)
+    args.decoding = resolve_strategy(model, args.decoding)
     result = evaluate_manifest(model, args.manifest, batch_size=args.batch_size, output=args.output,
                                strategy=args.decoding, beam_size=args.beam_size, lm=args.lm,
                                lm_weight=args.lm_weight, lm_unit=args.lm_unit,
@@ -60,11 +62,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
-    from myna.evaluate import transcribe_files
-    from myna.models.io import load_model
+    import myna
 
-    model = load_model(args.model)
-    for path, text in zip(args.audio, transcribe_files(model, args.audio, batch_size=args.batch_size)):
+    model = myna.load(args.model)
+    for path, text in zip(args.audio, model.transcribe(args.audio, batch_size=args.batch_size)):
         print(f"{path}\t{text}")
     return 0
 
@@ -208,12 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="WER/CER of a model on a manifest")
-    p.add_argument("--model", required=True, help="model file (.nemo archive, NeMo's or myna's)")
+    p.add_argument("--model", required=True, help="model: a .nemo archive (NeMo's or myna's) or a myna run folder")
     p.add_argument("--manifest", required=True, help="NeMo JSON-lines manifest with reference text")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--output", help="write per-utterance hypotheses here (JSON lines)")
     p.add_argument("--decoding", default="greedy", choices=["greedy", "modified_beam", "beam", "ctc_greedy", "ctc_beam"],
-                   help="search: batched greedy, modified beam (<= 1 label per frame), beam (ALSD), or the CTC head's")
+                   help="search: batched greedy, modified beam (<= 1 label per frame), beam (ALSD), or the CTC "
+                        "head's; for a CTC model greedy/beam are ctc_greedy/ctc_beam")
     p.add_argument("--beam-size", type=int, default=4)
     p.add_argument("--lm", help="ARPA n-gram for shallow fusion (beam strategies)")
     p.add_argument("--lm-weight", type=float, default=0.0, help="weight of the LM's ln-probabilities")
@@ -224,13 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("transcribe", help="print one transcript per audio file")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="model: a .nemo archive (NeMo's or myna's) or a myna run folder")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("audio", nargs="+", help="audio files (any format soundfile reads)")
     p.set_defaults(func=_cmd_transcribe)
 
     def _cmd_export_nemo(args: argparse.Namespace) -> int:
-        from myna.interop.export import export_nemo_file
+        from myna.interop.nemo import export_nemo_file
 
         print(f"NeMo model: {export_nemo_file(args.model, args.out)}")
         return 0

@@ -1,4 +1,4 @@
-"""Evaluation and transcription with a loaded model: batched decoding (greedy or beam), WER/CER, RTFx.
+"""Evaluation of a loaded model on a manifest: batched decoding (greedy or beam), WER/CER, RTFx.
 
 :func:`evaluate_manifest` decodes a NeMo manifest with any strategy of :func:`myna.decoding.decode`
 (optionally with an ARPA n-gram fused in) and writes one JSON line per utterance::
@@ -22,13 +22,13 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from myna.audio import load_audio
 from myna.data.loader import load_entry_audio
 from myna.data.manifest import read_manifest
-from myna.decoding import decode
+from myna.decoding import decode, resolve_strategy
 from myna.metrics import ErrorRates, error_rates
+from myna.models.base import pad_batch
 
-__all__ = ["EvaluationResult", "evaluate_manifest", "transcribe_files", "pad_batch"]
+__all__ = ["EvaluationResult", "evaluate_manifest"]
 
 
 @dataclass
@@ -44,15 +44,6 @@ class EvaluationResult:
         return self.audio_seconds / max(self.compute_seconds, 1e-9)
 
 
-def pad_batch(waveforms: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """List of (L_i,) float32 -> zero-padded (B, max L) and lengths (B,) int64."""
-    lengths = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
-    audio = torch.zeros(len(waveforms), int(lengths.max()), dtype=torch.float32)
-    for i, w in enumerate(waveforms):
-        audio[i, : w.shape[0]] = w
-    return audio, lengths
-
-
 def _sample_rate(model) -> int:
     return int(model.preprocessor.sample_rate)
 
@@ -63,16 +54,19 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output:
     """Decode every utterance of a manifest and score it against the manifest text.
 
     Args:
-        model: a Transducer model (``featurize``, ``encoder``, ``tokenizer``, see :func:`myna.decoding.decode`).
+        model: any myna model (``featurize``, ``encoder``, ``tokenizer``, and the decoding protocol
+            of :class:`myna.decoding.DecodableModel`).
         manifest: NeMo JSON-lines manifest with ``text``.
         batch_size: utterances per batch (sorted by duration to reduce padding).
         output: write per-utterance JSON lines here (see the module docstring).
         progress: show a progress bar.
-        strategy: ``greedy``, ``modified_beam``, ``beam`` (or ``ctc_greedy``/``ctc_beam``).
+        strategy: one of ``model.decoding_strategies`` (``greedy``, ``modified_beam``, ``beam`` for
+            Transducers; ``ctc_greedy``, ``ctc_beam`` for CTC heads; see :func:`myna.decoding.resolve_strategy`).
         beam_size, lm, lm_weight, lm_unit, decode_options: passed to :func:`myna.decoding.decode`;
             an ARPA path in ``lm`` is read once here.
     """
     model.eval()
+    strategy = resolve_strategy(model, strategy)  # a strategy the model cannot run fails before any audio is read
     entries = read_manifest(manifest)
     sample_rate = _sample_rate(model)
     if lm is not None and not hasattr(lm, "token_scores"):
@@ -117,14 +111,3 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output:
                                          "wer_contribution": errors / total_words,
                                          "duration": entry.duration}) + "\n")
     return EvaluationResult(rates, len(entries), audio_seconds, compute_seconds)
-
-
-def transcribe_files(model, paths: Sequence[str | Path], batch_size: int = 8) -> list[str]:
-    """Greedy transcripts of audio files, in the order given."""
-    model.eval()
-    sample_rate = _sample_rate(model)
-    texts: list[str] = []
-    for start in range(0, len(paths), batch_size):
-        audio, lengths = pad_batch([load_audio(p, sample_rate) for p in paths[start:start + batch_size]])
-        texts.extend(hyp.text or "" for hyp in model.transcribe(audio, lengths))
-    return texts

@@ -12,12 +12,8 @@ Everything here is (batch, time, feature); NeMo's own tensors are (batch, featur
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import random
-import warnings
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,8 +22,6 @@ from torch import nn
 __all__ = [
     "MelSpectrogramFeaturizer",
     "SpecAugment",
-    "build_preprocessor",
-    "build_spec_augment",
     "mel_filterbank",
 ]
 
@@ -94,10 +88,7 @@ class MelSpectrogramFeaturizer(nn.Module):
     :param nb_augmentation_prob: probability, per utterance and in training only, of zeroing every
         FFT bin at or above ``nb_max_freq`` (narrow-band augmentation).
     :param nb_max_freq: cut-off of narrow-band augmentation in Hz.
-    :param use_torchaudio: must be False (NeMo's torchaudio featurizer is not reimplemented).
     :param mel_norm: "slaney" (area-normalised filters) or None (peak 1).
-    :param stft_exact_pad: deprecated in NeMo and ignored there; ignored here with a warning.
-    :param stft_conv: deprecated in NeMo and ignored there; ignored here with a warning.
     :param use_grads: let gradients flow through the featurizer (adds 1e-5 inside the square
         root of the magnitude, as NeMo does); otherwise forward runs under ``torch.no_grad``.
     """
@@ -128,10 +119,7 @@ class MelSpectrogramFeaturizer(nn.Module):
         rng: random.Random | torch.Generator | None = None,
         nb_augmentation_prob: float = 0.0,
         nb_max_freq: float = 4000,
-        use_torchaudio: bool = False,
         mel_norm: str | None = "slaney",
-        stft_exact_pad: bool = False,
-        stft_conv: bool = False,
         use_grads: bool = False,
     ) -> None:
         super().__init__()
@@ -168,8 +156,6 @@ class MelSpectrogramFeaturizer(nn.Module):
             raise ValueError(f"pad_to must be an int (<= 0: no padding), got {pad_to!r}")
         if not isinstance(frame_splicing, int) or frame_splicing < 1:
             raise ValueError(f"frame_splicing must be an int >= 1, got {frame_splicing!r}")
-        if use_torchaudio:
-            raise ValueError("use_torchaudio=True is not supported: myna has no torchaudio featurizer")
         if mel_norm not in ("slaney", None):
             raise ValueError(f"mel_norm must be 'slaney' or None, got {mel_norm!r}")
         if not 0.0 <= nb_augmentation_prob <= 1.0:
@@ -178,9 +164,6 @@ class MelSpectrogramFeaturizer(nn.Module):
             raise ValueError(f"rng must be a random.Random, a torch.Generator or None, got {rng!r}")
         if dither < 0:
             raise ValueError(f"dither must be >= 0, got {dither!r}")
-        for name, value in (("stft_conv", stft_conv), ("stft_exact_pad", stft_exact_pad)):
-            if value:
-                warnings.warn(f"{name}=True is deprecated in NeMo and ignored (torch.stft is used)")
 
         self.sample_rate = sample_rate
         self.win_length = n_window_size
@@ -518,58 +501,3 @@ def _spans_to_mask(starts: torch.Tensor, widths: torch.Tensor, size: int) -> tor
     positions = torch.arange(size, device=starts.device)[None, None, :]
     inside = (positions >= starts[:, :, None]) & (positions < (starts + widths)[:, :, None])
     return inside.any(dim=1)
-
-
-_PREPROCESSOR_TARGET = "AudioToMelSpectrogramPreprocessor"
-_SPEC_AUGMENT_TARGET = "SpectrogramAugmentation"
-# SpectrogramAugmentation options that myna accepts and ignores (NeMo implementation switches).
-_SPEC_AUGMENT_IGNORED = ("use_vectorized_spec_augment", "use_numba_spec_augment", "rect_time", "rect_freq")
-
-
-def build_preprocessor(cfg: Mapping[str, Any]) -> MelSpectrogramFeaturizer:
-    """Build the featurizer from a NeMo ``preprocessor:`` config section.
-
-    :param cfg: mapping (dict or OmegaConf DictConfig) of ``AudioToMelSpectrogramPreprocessor``
-        arguments; ``_target_`` may be absent or name a class ending in
-        ``AudioToMelSpectrogramPreprocessor``.
-    :raises ValueError: naming another ``_target_`` or any key the featurizer does not take.
-    """
-    kwargs = _config_kwargs(cfg, _PREPROCESSOR_TARGET, "preprocessor")
-    allowed = set(inspect.signature(MelSpectrogramFeaturizer.__init__).parameters) - {"self"}
-    unknown = sorted(set(kwargs) - allowed)
-    if unknown:
-        raise ValueError(f"unknown preprocessor option(s) {unknown}; known: {sorted(allowed)}")
-    return MelSpectrogramFeaturizer(**kwargs)
-
-
-def build_spec_augment(cfg: Mapping[str, Any]) -> SpecAugment:
-    """Build SpecAugment from a NeMo ``spec_augment:`` config section.
-
-    Accepts ``SpectrogramAugmentation``'s options: freq_masks, time_masks, freq_width, time_width,
-    mask_value, rng (must be null), rect_masks (must be 0: SpecCutout is not implemented), and
-    ignores rect_time, rect_freq, use_vectorized_spec_augment and use_numba_spec_augment.
-
-    :raises ValueError: naming another ``_target_``, an unknown key or an unsupported value.
-    """
-    kwargs = _config_kwargs(cfg, _SPEC_AUGMENT_TARGET, "spec_augment")
-    for name in _SPEC_AUGMENT_IGNORED:
-        kwargs.pop(name, None)
-    if kwargs.pop("rect_masks", 0):
-        raise ValueError("spec_augment option rect_masks > 0 (SpecCutout) is not supported")
-    if kwargs.pop("rng", None) is not None:
-        raise ValueError("spec_augment option rng must be null; pass a torch.Generator to SpecAugment")
-    allowed = {"freq_masks", "time_masks", "freq_width", "time_width", "mask_value"}
-    unknown = sorted(set(kwargs) - allowed)
-    if unknown:
-        raise ValueError(f"unknown spec_augment option(s) {unknown}; known: {sorted(allowed)}")
-    return SpecAugment(**kwargs)
-
-
-def _config_kwargs(cfg: Mapping[str, Any], target_suffix: str, section: str) -> dict[str, Any]:
-    if not isinstance(cfg, Mapping):
-        raise ValueError(f"{section} config must be a mapping, got {type(cfg).__name__}")
-    kwargs = {str(key): value for key, value in cfg.items()}
-    target = kwargs.pop("_target_", None)
-    if target is not None and not str(target).endswith(target_suffix):
-        raise ValueError(f"{section} _target_ {target!r} is not supported; expected ...{target_suffix}")
-    return kwargs

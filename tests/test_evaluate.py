@@ -11,7 +11,7 @@ import torch
 from myna.cli import main
 from myna.config import load_config
 from myna.evaluate import evaluate_manifest
-from myna.models.builder import build_model
+from myna.interop.adapter import build_model
 from myna.text import train_sentencepiece
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -68,7 +68,7 @@ def test_modified_beam_of_one_gives_greedy_one_symbol_transcripts(tiny_setup, tm
 
 def test_cli_evaluate_with_beam_and_lm_prints_the_error_counts(tiny_setup, tmp_path, monkeypatch, capsys):
     model, manifest, arpa = tiny_setup
-    monkeypatch.setattr("myna.models.io.load_model", lambda path: model)
+    monkeypatch.setattr("myna.load", lambda path: model)
     code = main(["evaluate", "--model", "m.nemo", "--manifest", str(manifest), "--decoding", "modified_beam",
                  "--beam-size", "2", "--lm", str(arpa), "--lm-weight", "0.3", "--output", str(tmp_path / "h.jsonl")])
     printed = capsys.readouterr().out

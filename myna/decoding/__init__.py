@@ -1,12 +1,15 @@
 """myna.decoding: greedy and beam search for Transducer and CTC models, n-gram shallow fusion.
 
 Functions over tensors (encoder output (B, T, D) and lengths (B,)) with the model's prediction
-network and joiner passed in; :func:`decode` picks one by name for a model:
+network and joiner, or its CTC log-probs, passed in; :func:`decode` picks one by name for a
+model that says how it decodes (:class:`DecodableModel`):
 
 - ``"greedy"`` (NeMo: ``greedy_batch``): :func:`transducer_greedy_search`, batched;
 - ``"modified_beam"``: :func:`modified_beam_search`, at most one label per frame, batched;
 - ``"beam"`` (NeMo: ``alsd``): :func:`beam_search`, several labels per frame;
-- ``"ctc_greedy"`` / ``"ctc_beam"``: the CTC head of a hybrid model.
+- ``"ctc_greedy"`` / ``"ctc_beam"``: best path / prefix beam search over the CTC head (a CTC
+  model's only head, or a hybrid model's auxiliary one). For a model without a Transducer,
+  ``"greedy"`` and ``"beam"`` mean these, as NeMo's CTC models name them.
 
 >>> hyps = decode(model, encoded, encoded_lengths, strategy="modified_beam", beam_size=4,
 ...               lm="lm.arpa", lm_weight=0.3)
@@ -15,7 +18,7 @@ network and joiner passed in; :func:`decode` picks one by name for a model:
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, Sequence
 
 import torch
 
@@ -25,17 +28,64 @@ from myna.decoding.greedy import Hypothesis, ctc_greedy_search, transducer_greed
 from myna.decoding.lm import NgramLM, TokenLMScorer, WordLMScorer, load_lm_scorer
 
 __all__ = [
-    "STRATEGIES", "Hypothesis", "BeamHypothesis", "decode", "transducer_greedy_search", "ctc_greedy_search",
+    "STRATEGIES", "TRANSDUCER_STRATEGIES", "CTC_STRATEGIES", "DecodableModel", "resolve_strategy", "Hypothesis", "BeamHypothesis", "decode", "transducer_greedy_search", "ctc_greedy_search",
     "modified_beam_search", "beam_search", "ctc_prefix_beam_search", "NgramLM", "WordLMScorer",
     "TokenLMScorer", "load_lm_scorer",
 ]
 
-STRATEGIES = ("greedy", "modified_beam", "beam", "ctc_greedy", "ctc_beam")
+TRANSDUCER_STRATEGIES = ("greedy", "modified_beam", "beam")
+CTC_STRATEGIES = ("ctc_greedy", "ctc_beam")
+STRATEGIES = TRANSDUCER_STRATEGIES + CTC_STRATEGIES
 _ALIASES = {"greedy_batch": "greedy", "alsd": "beam"}
 
 
+class DecodableModel(Protocol):
+    """What :func:`decode` needs from a model: the strategies it can run and the parts they use.
+
+    ``decoding_strategies`` lists the model's strategies (a subset of :data:`STRATEGIES`); a
+    model implements ``transducer_parts`` when it lists a Transducer strategy and
+    ``ctc_log_probs`` when it lists a CTC one. ``blank_id`` is the blank class (the last);
+    ``tokenizer`` (``decode(ids)``, ``pieces``) fills ``text`` and maps LM words, or is None;
+    ``max_symbols_per_step`` (Transducers) caps greedy labels per frame.
+    """
+
+    blank_id: int
+    tokenizer: Any
+    max_symbols_per_step: int
+
+    @property
+    def decoding_strategies(self) -> tuple[str, ...]: ...
+
+    def transducer_parts(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """(prediction network, joint) with the step API of :mod:`myna.decoding.greedy`."""
+        ...
+
+    def ctc_log_probs(self, encoded: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) encoder output -> (B, T, V+1) float CTC log-probabilities, blank last."""
+        ...
+
+
+def resolve_strategy(model: DecodableModel, strategy: str) -> str:
+    """The canonical name of ``strategy`` for ``model``.
+
+    NeMo's names map to myna's (``greedy_batch`` -> ``greedy``, ``alsd`` -> ``beam``); for a
+    model without a Transducer, ``greedy`` / ``beam`` mean ``ctc_greedy`` / ``ctc_beam``.
+
+    Raises:
+        ValueError: naming the strategy and listing the ones the model can run.
+    """
+    supported: Sequence[str] = model.decoding_strategies
+    name = _ALIASES.get(strategy, strategy)
+    if name not in supported and not any(s in supported for s in TRANSDUCER_STRATEGIES):
+        name = {"greedy": "ctc_greedy", "beam": "ctc_beam"}.get(name, name)
+    if name not in supported:
+        raise ValueError(f"decoding strategy {strategy!r} is not supported by {type(model).__name__}; "
+                         f"it can run {list(supported)}")
+    return name
+
+
 def decode(
-    model: torch.nn.Module,
+    model: DecodableModel,
     encoded: torch.Tensor,
     lengths: torch.Tensor,
     strategy: str = "greedy",
@@ -51,10 +101,9 @@ def decode(
     """Decode encoder output with the strategy named; fills ``text`` when the model has a tokenizer.
 
     Args:
-        model: a :class:`~myna.models.transducer.TransducerModel` (``decoder``, ``joint``,
-            ``blank_id``, optional ``ctc_decoder`` and ``tokenizer``).
+        model: a :class:`DecodableModel` (any myna model: Transducer, hybrid, CTC).
         encoded: (B, T, D) float encoder output; lengths: (B,) int64 valid frames.
-        strategy: one of :data:`STRATEGIES` (NeMo's ``greedy_batch`` and ``alsd`` accepted).
+        strategy: one of the model's ``decoding_strategies`` (see :func:`resolve_strategy`).
         beam_size: beam width of the beam strategies.
         lm: ARPA path, :class:`NgramLM` or scorer for shallow fusion (beam strategies only).
         lm_weight: fusion weight; lm_unit: ``"word"`` (n-gram over words, applied at "▁" word
@@ -66,10 +115,12 @@ def decode(
 
     Returns:
         B hypotheses (or B n-best lists with ``return_nbest`` for beam strategies).
+
+    Raises:
+        ValueError: a strategy the model cannot run (the message lists those it can), or an LM
+            with a greedy strategy.
     """
-    strategy = _ALIASES.get(strategy, strategy)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"decoding strategy {strategy!r} is not supported; choose one of {list(STRATEGIES)}")
+    strategy = resolve_strategy(model, strategy)
     scorer = None
     if lm is not None:
         if strategy in ("greedy", "ctc_greedy"):
@@ -80,24 +131,24 @@ def decode(
         scorer = load_lm_scorer(lm, tokenizer.pieces if tokenizer is not None else [], lm_unit)
     blank = model.blank_id
     nbest: list[list[BeamHypothesis]]
-    if strategy == "greedy":
-        cap = max_symbols_per_step or getattr(model, "max_symbols_per_step", 10)
-        return _attach_text(model, transducer_greedy_search(encoded, lengths, model.decoder, model.joint, blank, cap))
-    if strategy == "ctc_greedy" or strategy == "ctc_beam":
-        if getattr(model, "ctc_decoder", None) is None:
-            raise ValueError(f"strategy {strategy!r} needs a model with a CTC head")
-        log_probs = model.ctc_decoder(encoded)  # (B, T, V+1)
+    if strategy in CTC_STRATEGIES:
+        log_probs = model.ctc_log_probs(encoded)  # (B, T, V+1)
         if strategy == "ctc_greedy":
             return _attach_text(model, ctc_greedy_search(log_probs, lengths, blank))
         nbest = ctc_prefix_beam_search(log_probs, lengths, blank, beam_size, lm=scorer, lm_weight=lm_weight,
                                        token_beam=max(2 * beam_size, 8))
-    elif strategy == "modified_beam":
-        nbest = modified_beam_search(encoded, lengths, model.decoder, model.joint, blank, beam_size, lm=scorer,
-                                     lm_weight=lm_weight, score_norm=score_norm)
     else:
-        nbest = beam_search(encoded, lengths, model.decoder, model.joint, blank, beam_size,
-                            alsd_max_target_len=alsd_max_target_len, lm=scorer, lm_weight=lm_weight,
-                            score_norm=score_norm)
+        prediction_net, joint = model.transducer_parts()
+        if strategy == "greedy":
+            cap = max_symbols_per_step or model.max_symbols_per_step
+            return _attach_text(model, transducer_greedy_search(encoded, lengths, prediction_net, joint, blank, cap))
+        if strategy == "modified_beam":
+            nbest = modified_beam_search(encoded, lengths, prediction_net, joint, blank, beam_size, lm=scorer,
+                                         lm_weight=lm_weight, score_norm=score_norm)
+        else:
+            nbest = beam_search(encoded, lengths, prediction_net, joint, blank, beam_size,
+                                alsd_max_target_len=alsd_max_target_len, lm=scorer, lm_weight=lm_weight,
+                                score_norm=score_norm)
     for hyps in nbest:
         _attach_text(model, hyps)
     if return_nbest:

@@ -23,13 +23,18 @@ __all__ = ["Hypothesis", "transducer_greedy_search", "ctc_greedy_search"]
 
 @dataclass
 class Hypothesis:
-    """One decoded utterance: token ids, the frame of each token, and per-token confidence."""
+    """One decoded utterance: token ids, the frame of each token, and per-token confidence.
+
+    ``timestamp`` is filled by ``model.transcribe(..., timestamps=True)`` in NeMo's layout
+    (``"timestep"``, ``"char"``, ``"word"``, ``"segment"``; see :mod:`myna.decoding.timestamps`).
+    """
 
     tokens: list[int] = field(default_factory=list)
     timestamps: list[int] = field(default_factory=list)
     confidences: list[float] = field(default_factory=list)
     score: float = 0.0
     text: str | None = None
+    timestamp: dict = field(default_factory=dict)
 
 
 @torch.inference_mode()

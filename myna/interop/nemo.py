@@ -1,28 +1,69 @@
-"""Read and write ``.nemo`` archives.
+"""``.nemo`` archives in and out: the one place that reads and writes them.
 
 A ``.nemo`` file is a tar (NeMo writes it uncompressed; gzip is accepted too) holding
 ``model_config.yaml``, ``model_weights.ckpt`` (a ``torch.save``d state dict) and artifacts such
-as the tokenizer, which the config references as ``nemo:<member name>``. myna writes its own
-trained models in this same layout, so one loader serves both.
+as the tokenizer, which the config references as ``nemo:<member name>``.
+
+What myna writes (``myna train``'s final model, :func:`save_nemo`, ``myna export-nemo``) is a
+``.nemo`` that NeMo 3.0 restores with ``ASRModel.restore_from``, and that myna reads back with
+nothing lost:
+
+- ``model_config.yaml``: NeMo's model class as ``target`` (``EncDecRNNTBPEModel``,
+  ``EncDecHybridRNNTCTCBPEModel`` or ``EncDecCTCModelBPE``), only the sections and keys NeMo
+  knows (myna-only keys such as ``encoder.gradient_checkpointing`` are dropped, short
+  ``_target_`` names become NeMo's class paths), resolved sizes (``vocab_size``,
+  ``num_classes``, ``jointnet.encoder_hidden``/``pred_hidden``, ``vocabulary``), myna's loss
+  mapped to NeMo's RNN-T loss (the pruned loss has no NeMo counterpart; it trains the same
+  network) and ``ctc_weight`` to ``aux_ctc.ctc_loss_weight``;
+- ``model_weights.ckpt``: the state dict minus myna-only tensors (every other name is NeMo's);
+- the tokenizer as ``nemo:`` artifacts (``tokenizer.model``, ``tokenizer.vocab``, ``vocab.txt``);
+- ``myna_config.yaml``: myna's own ``model:`` config as built (pruned loss, myna decoding
+  strategies, memory switches), and ``myna_weights.ckpt``: the myna-only tensors (the pruned
+  loss' ``simple_am_proj`` / ``simple_lm_proj``). NeMo does not read these two members;
+  :func:`load_nemo` prefers them.
+
+>>> model = load_nemo("fixture.nemo")            # NeMo's or myna's archive -> model, eval mode
+>>> save_nemo(model, "out.nemo")                  # NeMo: ASRModel.restore_from("out.nemo")
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import torch
 import yaml
+from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["NemoArchive", "read_nemo", "write_nemo", "NemoFormatError"]
+from myna.interop.adapter import NEMO_MODEL_TARGETS, MODEL_CLASSES, build_model, component, model_kind
+from myna.text import load_tokenizer
+
+__all__ = [
+    "NemoArchive", "NemoFormatError", "read_nemo", "write_nemo", "load_nemo", "save_nemo", "nemo_config",
+    "read_weights", "find_model_file", "tokenizer_files", "export_nemo_file",
+]
 
 CONFIG_MEMBER = "model_config.yaml"
 WEIGHTS_MEMBER = "model_weights.ckpt"
+MYNA_CONFIG_MEMBER = "myna_config.yaml"
+MYNA_WEIGHTS_MEMBER = "myna_weights.ckpt"
+
+# tokenizer config key -> the file name it refers to (NeMo's SentencePiece tokenizer folder).
+TOKENIZER_KEYS = {"model_path": "tokenizer.model", "spe_tokenizer_vocab": "tokenizer.vocab", "vocab_path": "vocab.txt"}
+# Sections of a training config that describe data or the run, not the model.
+RUN_ONLY_SECTIONS = ("train_ds", "validation_ds", "test_ds", "optim")
+# Model-level keys NeMo's ASR models read; anything else in a myna config is dropped on export.
+_NEMO_MODEL_KEYS = ("sample_rate", "compute_eval_loss", "log_prediction", "skip_nan_grad", "model_defaults",
+                    "tokenizer", "preprocessor", "spec_augment", "encoder", "decoder", "joint", "decoding",
+                    "loss", "aux_ctc", "variational_noise", "interctc")
+_MYNA_ONLY_WEIGHTS = ("simple_am_proj.", "simple_lm_proj.")
+_NEMO_RNNT_STRATEGIES = ("greedy", "greedy_batch", "beam", "tsd", "alsd", "maes")
 
 
 class NemoFormatError(ValueError):
@@ -34,12 +75,15 @@ class NemoArchive:
     """Contents of a .nemo archive.
 
     ``config`` is the model config as a plain dict; ``state_dict`` the weights; ``artifacts``
-    maps each member name (e.g. ``abc_tokenizer.model``) to its bytes.
+    maps each other member name (e.g. ``abc_tokenizer.model``) to its bytes. ``myna_config`` and
+    ``myna_state_dict`` hold myna's own members when the archive has them.
     """
 
     config: dict
     state_dict: dict[str, torch.Tensor]
     artifacts: dict[str, bytes]
+    myna_config: Optional[dict] = None
+    myna_state_dict: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def extract_artifacts(self, directory: str | Path) -> dict[str, Path]:
         """Write the artifacts into ``directory``; returns member name -> written path."""
@@ -57,6 +101,13 @@ def _member_name(name: str) -> str:
     return name[2:] if name.startswith("./") else name
 
 
+def _load_weights(data: bytes) -> dict[str, torch.Tensor]:
+    weights = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    if isinstance(weights, Mapping) and "state_dict" in weights and not any(k.startswith("encoder.") for k in weights):
+        weights = weights["state_dict"]
+    return dict(weights)
+
+
 def read_nemo(path: str | Path) -> NemoArchive:
     """Read a .nemo archive fully into memory (weights loaded with ``weights_only=True``)."""
     path = Path(path)
@@ -66,27 +117,22 @@ def read_nemo(path: str | Path) -> NemoArchive:
         tar = tarfile.open(path, "r:*")
     except tarfile.TarError as err:
         raise NemoFormatError(f"{path}: not a tar archive ({err})") from None
-    config = weights = None
-    artifacts: dict[str, bytes] = {}
+    members: dict[str, bytes] = {}
     with tar:
         for member in tar.getmembers():
-            if not member.isfile():
-                continue
-            name = _member_name(member.name)
-            data = tar.extractfile(member).read()
-            if name == CONFIG_MEMBER:
-                config = yaml.safe_load(data.decode("utf-8"))
-            elif name == WEIGHTS_MEMBER:
-                weights = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-            else:
-                artifacts[name] = data
-    if config is None:
+            if member.isfile():
+                members[_member_name(member.name)] = tar.extractfile(member).read()
+    if CONFIG_MEMBER not in members:
         raise NemoFormatError(f"{path}: no {CONFIG_MEMBER} inside")
-    if weights is None:
+    if WEIGHTS_MEMBER not in members:
         raise NemoFormatError(f"{path}: no {WEIGHTS_MEMBER} inside")
-    if isinstance(weights, Mapping) and "state_dict" in weights and not any(k.startswith("encoder.") for k in weights):
-        weights = weights["state_dict"]
-    return NemoArchive(config=config, state_dict=dict(weights), artifacts=artifacts)
+    config = yaml.safe_load(members.pop(CONFIG_MEMBER).decode("utf-8"))
+    state_dict = _load_weights(members.pop(WEIGHTS_MEMBER))
+    myna_config = members.pop(MYNA_CONFIG_MEMBER, None)
+    myna_weights = members.pop(MYNA_WEIGHTS_MEMBER, None)
+    return NemoArchive(config=config, state_dict=state_dict, artifacts=members,
+                       myna_config=yaml.safe_load(myna_config.decode("utf-8")) if myna_config else None,
+                       myna_state_dict=_load_weights(myna_weights) if myna_weights else {})
 
 
 def write_nemo(path: str | Path, config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor],
@@ -111,9 +157,7 @@ def write_nemo(path: str | Path, config: Mapping[str, Any], state_dict: Mapping[
                 tar.addfile(info, io.BytesIO(data))
 
             add(CONFIG_MEMBER, yaml.safe_dump(dict(config), sort_keys=False).encode("utf-8"))
-            buffer = io.BytesIO()
-            torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buffer)
-            add(WEIGHTS_MEMBER, buffer.getvalue())
+            add(WEIGHTS_MEMBER, _weights_bytes(state_dict))
             for name, data in dict(artifacts).items():
                 add(name, data if isinstance(data, bytes) else Path(data).read_bytes())
         os.replace(tmp_name, path)
@@ -121,3 +165,265 @@ def write_nemo(path: str | Path, config: Mapping[str, Any], state_dict: Mapping[
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def _weights_bytes(state_dict: Mapping[str, torch.Tensor]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buffer)
+    return buffer.getvalue()
+
+
+# ---- tokenizer members ---------------------------------------------------------------------------
+def tokenizer_files(archive: NemoArchive, path: str | Path = "") -> dict[str, bytes]:
+    """The tokenizer folder inside an archive: file name (``tokenizer.model``, ``tokenizer.vocab``,
+    ``vocab.txt``) -> bytes, for each ``nemo:`` reference of the config's ``tokenizer`` section.
+
+    Raises:
+        ValueError: naming ``path`` when ``tokenizer.model_path`` is not a member of the archive.
+    """
+    tok_cfg = (archive.myna_config or archive.config).get("tokenizer") or {}
+    model_ref = str(tok_cfg.get("model_path") or "")
+    if not model_ref.startswith("nemo:"):
+        raise ValueError(f"{path}: tokenizer.model_path={model_ref!r} does not reference a file inside the archive")
+    if model_ref[len("nemo:"):] not in archive.artifacts:
+        raise ValueError(f"{path}: the archive has no tokenizer member {model_ref[len('nemo:'):]!r}")
+    files = {}
+    for key, name in TOKENIZER_KEYS.items():
+        ref = str(tok_cfg.get(key) or "")
+        if ref.startswith("nemo:") and ref[len("nemo:"):] in archive.artifacts:
+            files[name] = archive.artifacts[ref[len("nemo:"):]]
+    return files
+
+
+def _tokenizer_artifacts(tokenizer, tmp: Path) -> dict[str, Path]:
+    """tokenizer.model, tokenizer.vocab (piece<TAB>score) and NeMo's vocab.txt, written to ``tmp``."""
+    from myna.text.tokenizer import write_vocab_txt
+
+    sp = getattr(tokenizer, "_sp", None)
+    if sp is None:
+        raise ValueError(f"a .nemo needs a SentencePiece tokenizer, not {type(tokenizer).__name__}")
+    model_file = tmp / "tokenizer.model"
+    source = Path(getattr(tokenizer, "model_path", "") or "")
+    if source.is_file():
+        model_file.write_bytes(source.read_bytes())
+    else:  # a tokenizer read from an archive lives in memory only
+        model_file.write_bytes(sp.serialized_model_proto())
+    vocab_file = tmp / "tokenizer.vocab"
+    vocab_file.write_text("".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.get_piece_size())),
+                          encoding="utf-8")
+    write_vocab_txt(vocab_file, tmp / "vocab.txt")
+    return {"tokenizer.model": model_file, "tokenizer.vocab": vocab_file, "vocab.txt": tmp / "vocab.txt"}
+
+
+# ---- models in -------------------------------------------------------------------------------------
+def find_model_file(path: str | Path) -> Path:
+    """``path`` itself for a file; for a run folder (``myna train``'s ``exp_dir``) its final model,
+    ``<name>.nemo`` with ``name`` from its ``config.yaml`` (or the folder's only ``.nemo``).
+
+    Raises:
+        FileNotFoundError: naming the folder when it holds no final model (or several, no config).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    config = path / "config.yaml"
+    if config.is_file():
+        name = (yaml.safe_load(config.read_text()) or {}).get("name")
+        if name and (path / f"{name}.nemo").is_file():
+            return path / f"{name}.nemo"
+    candidates = sorted(path.glob("*.nemo"))
+    if len(candidates) == 1:
+        return candidates[0]
+    found = f": it has {', '.join(c.name for c in candidates)}" if candidates else ""
+    raise FileNotFoundError(f"{path}: no final model <name>.nemo of a myna run folder{found}")
+
+
+def load_nemo(path: str | Path, map_location: str | torch.device = "cpu"):
+    """Load a ``.nemo`` archive (NeMo's or myna's), or a run folder's final model; eval mode.
+
+    The model's ``config`` attribute holds the ``model:`` config it was built from.
+
+    Raises:
+        ValueError: naming the file for an unsupported model class, a missing tokenizer or
+            weights that do not fit the config (missing / unexpected / mis-shaped keys are listed).
+    """
+    path = find_model_file(path)
+    archive = read_nemo(path)
+    cfg = archive.myna_config if archive.myna_config is not None else archive.config
+    target = cfg.get("target")
+    if target is not None and target not in MODEL_CLASSES:
+        raise ValueError(f"{path}: model class {target!r} is not supported; supported: {sorted(MODEL_CLASSES)}")
+    files = tokenizer_files(archive, path)
+    with tempfile.TemporaryDirectory(prefix="myna-tokenizer-") as tmp:
+        (Path(tmp) / "tokenizer.model").write_bytes(files["tokenizer.model"])
+        tokenizer = load_tokenizer(Path(tmp) / "tokenizer.model")  # SentencePiece keeps the model in memory
+    model_cfg = {k: v for k, v in cfg.items() if k not in RUN_ONLY_SECTIONS}
+    try:
+        model = build_model(model_cfg, tokenizer)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    _load_state(model, {**archive.state_dict, **archive.myna_state_dict}, path)
+    model.to(map_location)
+    model.eval()
+    model.config = cfg
+    return model
+
+
+def _load_state(model, state_dict: Mapping, path: Path) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    mis_shaped = sorted(k for k in set(own) & set(state_dict) if tuple(own[k].shape) != tuple(state_dict[k].shape))
+    if missing or unexpected or mis_shaped:
+        details = []
+        if missing:
+            details.append(f"missing {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+        if unexpected:
+            details.append(f"unexpected {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}")
+        if mis_shaped:
+            details.append("mis-shaped " + ", ".join(
+                f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}" for k in mis_shaped[:10]))
+        raise ValueError(f"{path}: weights do not fit the config: " + "; ".join(details))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict of a ``.nemo`` (myna-only tensors included) or of a Lightning ``.ckpt``.
+
+    Lightning checkpoints of myna's training task prefix every key with ``model.``; it is removed.
+    """
+    path = Path(path)
+    if path.suffix == ".nemo":
+        archive = read_nemo(path)
+        return {**archive.state_dict, **archive.myna_state_dict}
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    state = checkpoint.get("state_dict", checkpoint)
+    if state and all(k.startswith("model.") for k in state):
+        state = {k[len("model."):]: v for k, v in state.items()}
+    return state
+
+
+# ---- models out ------------------------------------------------------------------------------------
+def _model_section(config: DictConfig | Mapping) -> dict[str, Any]:
+    full = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else copy.deepcopy(dict(config))
+    return dict(full.get("model", full)) if "encoder" not in full else full
+
+
+def save_nemo(model, path: str | Path, config: DictConfig | Mapping | None = None) -> Path:
+    """Write ``model`` as a ``.nemo`` that NeMo 3.0 restores and :func:`load_nemo` reads back whole.
+
+    Args:
+        model: a myna ``TransducerModel`` (RNN-T or hybrid) or ``CTCModel`` with a SentencePiece
+            ``tokenizer``.
+        path: destination file (written atomically).
+        config: the model's config (``model:`` section or a whole recipe); defaults to
+            ``model.config``, which :func:`load_nemo` sets.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        ValueError: no config, an unsupported model class, or no SentencePiece tokenizer.
+    """
+    if config is None:
+        config = getattr(model, "config", None)
+    if config is None:
+        raise ValueError("save_nemo: the model has no .config; pass config= (the model: section it was built from)")
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("save_nemo: the model has no tokenizer; NeMo's BPE models need one")
+    source = _model_section(config)
+    nemo_cfg = nemo_config(model, source)
+    myna_cfg = {k: v for k, v in source.items() if k not in RUN_ONLY_SECTIONS}
+    myna_cfg["target"] = nemo_cfg["target"]
+    myna_cfg["tokenizer"] = {**(myna_cfg.get("tokenizer") or {}), **nemo_cfg["tokenizer"]}
+    state = model.state_dict()
+    nemo_state = {k: v for k, v in state.items() if not k.startswith(_MYNA_ONLY_WEIGHTS)}
+    myna_state = {k: v for k, v in state.items() if k.startswith(_MYNA_ONLY_WEIGHTS)}
+    with tempfile.TemporaryDirectory(prefix="myna-export-") as tmp:
+        artifacts: dict[str, Any] = dict(_tokenizer_artifacts(tokenizer, Path(tmp)))
+        artifacts[MYNA_CONFIG_MEMBER] = yaml.safe_dump(myna_cfg, sort_keys=False).encode("utf-8")
+        if myna_state:
+            artifacts[MYNA_WEIGHTS_MEMBER] = _weights_bytes(myna_state)
+        return write_nemo(path, nemo_cfg, nemo_state, artifacts)
+
+
+def _nemo_section(section: Any, where: str) -> Any:
+    """A ``_target_`` section with NeMo's class path and without myna-only keys."""
+    if not isinstance(section, Mapping):
+        return section
+    section = dict(section)
+    entry = component(section.get("_target_", ""))
+    if entry is None:
+        raise ValueError(f"save_nemo: {where}._target_={section.get('_target_')!r} has no NeMo counterpart")
+    for key in entry.myna_only:
+        section.pop(key, None)
+    section["_target_"] = entry.nemo_target
+    return section
+
+
+def nemo_config(model, config: DictConfig | Mapping) -> dict[str, Any]:
+    """NeMo 3.0 model config (plain dict) for ``model`` from its myna config.
+
+    Args:
+        model: the built myna model (sizes are read from it, not trusted from the config).
+        config: a ``model:`` section, or a whole recipe that has one.
+    """
+    src = _model_section(config)
+    kind = model_kind(src)
+    cfg = {k: copy.deepcopy(src[k]) for k in _NEMO_MODEL_KEYS if k in src}
+    cfg["preprocessor"] = _nemo_section({"_target_": "AudioToMelSpectrogramPreprocessor", **(cfg.get("preprocessor") or {})},
+                                        "model.preprocessor")
+    if cfg.get("spec_augment"):
+        cfg["spec_augment"] = _nemo_section({"_target_": "SpectrogramAugmentation", **cfg["spec_augment"]},
+                                            "model.spec_augment")
+    cfg["encoder"] = _nemo_section(cfg["encoder"], "model.encoder")
+    vocab = [model.tokenizer.id_to_piece(i) for i in range(model.tokenizer.vocab_size)]
+    cfg["tokenizer"] = {"dir": None, "type": "bpe", "model_path": "nemo:tokenizer.model",
+                        "vocab_path": "nemo:vocab.txt", "spe_tokenizer_vocab": "nemo:tokenizer.vocab"}
+    ctc_head = {"_target_": component("ConvASRDecoder").nemo_target, "feat_in": model.encoder.output_dim,
+                "num_classes": len(vocab), "vocabulary": vocab}
+    if kind == "ctc":
+        cfg["decoder"] = ctc_head
+        cfg["decoding"] = {"strategy": "greedy_batch"}
+        cfg.pop("joint", None)
+        cfg.pop("loss", None)
+    else:
+        cfg["decoder"] = {**_nemo_section(cfg["decoder"], "model.decoder"), "vocab_size": len(vocab)}
+        joint = _nemo_section(cfg["joint"], "model.joint")
+        joint["jointnet"] = {**joint.get("jointnet", {}), "encoder_hidden": model.joint.encoder_hidden,
+                             "pred_hidden": model.joint.pred_hidden}
+        joint.update(num_classes=len(vocab), vocabulary=vocab)
+        cfg["joint"] = joint
+        # NeMo's RNN-T models read model_defaults (the sizes its example configs interpolate).
+        cfg["model_defaults"] = {**(cfg.get("model_defaults") or {}), "enc_hidden": model.joint.encoder_hidden,
+                                 "pred_hidden": model.joint.pred_hidden, "joint_hidden": model.joint.joint_hidden}
+        strategy = (cfg.get("decoding") or {}).get("strategy", "greedy_batch")
+        cfg["decoding"] = {"strategy": strategy if strategy in _NEMO_RNNT_STRATEGIES else "greedy_batch",
+                           "greedy": {"max_symbols": int(model.max_symbols_per_step)}}
+        loss = cfg.get("loss") or {}
+        cfg["loss"] = {"loss_name": loss.get("loss_name", "default")}
+        if "warprnnt_numba_kwargs" in loss:
+            cfg["loss"]["warprnnt_numba_kwargs"] = loss["warprnnt_numba_kwargs"]
+        if kind == "hybrid":
+            aux = dict(cfg.get("aux_ctc") or {})
+            aux["ctc_loss_weight"] = float(model.loss_config.ctc_weight)
+            aux["decoder"] = ctc_head
+            aux.setdefault("decoding", {"strategy": "greedy_batch"})
+            cfg["aux_ctc"] = aux
+    # NeMo's transcribe() builds its loader from validation_ds; data paths stay empty.
+    sample_rate = int(src.get("sample_rate") or model.preprocessor.sample_rate)
+    for split in ("train_ds", "validation_ds", "test_ds"):
+        cfg[split] = {"manifest_filepath": None, "sample_rate": sample_rate, "batch_size": 16,
+                      "shuffle": split == "train_ds", "num_workers": 0, "pin_memory": False,
+                      "use_start_end_token": False}
+    cfg["target"] = NEMO_MODEL_TARGETS[kind]
+    cfg["nemo_version"] = "3.0.0"
+    return cfg
+
+
+def export_nemo_file(model_path: str | Path, out_path: str | Path) -> Path:
+    """``myna export-nemo``: load a myna (or NeMo) archive and write it NeMo-restorable to ``out_path``."""
+    return save_nemo(load_nemo(model_path), out_path)

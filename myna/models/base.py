@@ -1,20 +1,61 @@
-"""What every myna speech model shares: featurizer and encoder stages, transcription, CTC loss."""
+"""What every myna speech model shares: featurizer and encoder stages, and transcription.
+
+``transcribe`` is NeMo's Python call: audio files, numpy arrays or tensors in, texts (or
+hypotheses) out. ``transcribe_batch`` is the tensor entry point for a padded batch.
+
+>>> model = myna.load("model.nemo")
+>>> model.transcribe(["a.wav", "b.flac"], batch_size=8)
+['one two three', 'four']
+>>> hyps = model.transcribe(["a.wav"], timestamps=True)
+>>> hyps[0].timestamp["word"][0]["start"]
+"""
 
 from __future__ import annotations
 
+import os
+from typing import Sequence, Union
+
+import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
+from myna.audio import load_audio
 from myna.decoding.greedy import Hypothesis
+from myna.decoding.timestamps import timestamps as word_timestamps
 
-__all__ = ["SpeechModel"]
+__all__ = ["SpeechModel", "Transcript", "AudioInput", "pad_batch"]
+
+AudioInput = Union[str, os.PathLike, np.ndarray, torch.Tensor]
+
+
+class Transcript(str):
+    """A transcript: a ``str``, that also answers ``.text`` as NeMo 2.x/3.x's ``Hypothesis`` does,
+    so both ``texts[0]`` and ``texts[0].text`` work where NeMo code expects either."""
+
+    __slots__ = ()
+
+    @property
+    def text(self) -> str:
+        return str(self)
+
+
+def pad_batch(waveforms: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """List of (L_i,) float32 -> zero-padded (B, max L) and lengths (B,) int64."""
+    lengths = torch.tensor([w.shape[0] for w in waveforms], dtype=torch.long)
+    audio = torch.zeros(len(waveforms), int(lengths.max()) if len(waveforms) else 0, dtype=torch.float32)
+    for i, w in enumerate(waveforms):
+        audio[i, : w.shape[0]] = w
+    return audio, lengths
 
 
 class SpeechModel(nn.Module):
-    """Featurizer -> (SpecAugment in training) -> encoder, and greedy transcription on top.
+    """Featurizer -> (SpecAugment in training) -> encoder, and transcription on top.
 
     Subclasses add their heads and implement ``forward`` (training losses), ``eval_loss``
-    (the validation loss from encoder output) and ``decode`` (encoder output -> hypotheses).
+    (the validation loss from encoder output), ``decode`` (greedy hypotheses from encoder
+    output) and the decoding protocol of :class:`myna.decoding.DecodableModel`
+    (``decoding_strategies``, ``transducer_parts`` and/or ``ctc_log_probs``).
     Attribute names follow NeMo's, so NeMo state dicts load by name.
     """
 
@@ -45,12 +86,95 @@ class SpeechModel(nn.Module):
         """Greedy hypotheses for encoder output (B, T', D)."""
         raise NotImplementedError
 
+    @property
+    def decoding_strategies(self) -> tuple[str, ...]:
+        """The :func:`myna.decoding.decode` strategies this model can run."""
+        raise NotImplementedError
+
+    @property
+    def sample_rate(self) -> int:
+        """The audio sample rate the featurizer expects, in Hz."""
+        return int(self.preprocessor.sample_rate)
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds per encoder output frame (feature hop x the encoder's subsampling)."""
+        hop = self.preprocessor.hop_length / self.preprocessor.sample_rate
+        return hop * int(getattr(self.encoder, "subsampling_factor", 1))
+
     @torch.inference_mode()
-    def transcribe(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> list[Hypothesis]:
-        """Greedy transcripts for a padded batch (B, L) of float waveforms."""
+    def transcribe_batch(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> list[Hypothesis]:
+        """Greedy hypotheses for a padded batch of waveforms.
+
+        Args:
+            audio: (B, L) float32 at :attr:`sample_rate`, zero-padded; audio_lengths: (B,) int64.
+
+        Returns:
+            B hypotheses (``text`` filled when the model has a tokenizer).
+        """
         features, lengths = self.featurize(audio, audio_lengths)
         encoded, encoded_lengths = self.encoder(features, lengths)
         return self.decode(encoded, encoded_lengths)
+
+    def transcribe(self, audio: AudioInput | Sequence[AudioInput], batch_size: int = 4,
+                   return_hypotheses: bool = False, timestamps: bool = False,
+                   verbose: bool = False) -> list[str] | list[Hypothesis]:
+        """Transcribe audio, as NeMo's ``model.transcribe`` does (greedy decoding).
+
+        Args:
+            audio: an audio file path, or a list of paths (any format libsndfile reads; resampled
+                to :attr:`sample_rate`, channels averaged), 1-D numpy arrays or 1-D tensors
+                (mono float waveforms at :attr:`sample_rate`), mixed freely.
+            batch_size: utterances per forward pass, in the order given.
+            return_hypotheses: return :class:`~myna.decoding.greedy.Hypothesis` objects (tokens,
+                token frames, confidences, ``text``) instead of texts.
+            timestamps: also fill each hypothesis' ``timestamp`` with token, word and segment
+                times (NeMo's layout, see :mod:`myna.decoding.timestamps`); implies hypotheses.
+            verbose: show a progress bar.
+
+        Returns:
+            One entry per input, in order: texts (:class:`Transcript`, a ``str`` with ``.text``)
+            or hypotheses.
+
+        Raises:
+            ValueError: an array or tensor that is not 1-D, or an audio file that cannot be read
+                (the message names it).
+        """
+        items = [audio] if isinstance(audio, (str, os.PathLike, np.ndarray, torch.Tensor)) else list(audio)
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        hyps: list[Hypothesis] = []
+        try:
+            for start in tqdm(range(0, len(items), batch_size), desc="transcribe", disable=not verbose, unit="batch"):
+                waves = [self._waveform(item, start + i) for i, item in enumerate(items[start:start + batch_size])]
+                padded, lengths = pad_batch(waves)
+                hyps.extend(self.transcribe_batch(padded.to(device), lengths.to(device)))
+        finally:
+            self.train(was_training)
+        if timestamps:
+            if self.tokenizer is None:
+                raise ValueError("timestamps need the model's tokenizer")
+            for hyp in hyps:
+                hyp.timestamp = word_timestamps(hyp, self.tokenizer, self.frame_seconds)
+            return hyps
+        if return_hypotheses:
+            return hyps
+        return [Transcript(hyp.text or "") for hyp in hyps]
+
+    def _waveform(self, item: AudioInput, index: int) -> torch.Tensor:
+        """One input of :meth:`transcribe` as a (L,) float32 tensor at the model's sample rate."""
+        if isinstance(item, (str, os.PathLike)):
+            return load_audio(item, self.sample_rate)
+        if isinstance(item, np.ndarray):
+            item = torch.from_numpy(np.ascontiguousarray(item))
+        if not isinstance(item, torch.Tensor):
+            raise ValueError(f"audio[{index}]: expected a path, a numpy array or a tensor, got {type(item).__name__}")
+        if item.dim() != 1:
+            raise ValueError(f"audio[{index}]: expected a 1-D mono waveform, got shape {tuple(item.shape)}")
+        return item.detach().float().cpu()
 
     def _attach_text(self, hyps: list[Hypothesis]) -> list[Hypothesis]:
         if self.tokenizer is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from myna.decoding import CTC_STRATEGIES
 from myna.decoding.greedy import Hypothesis, ctc_greedy_search
 from myna.losses.ctc import ctc_loss_mean_batch
 from myna.models.base import SpeechModel
@@ -44,6 +45,15 @@ class CTCModel(SpeechModel):
 
     eval_loss = forward_ctc
 
+    @property
+    def decoding_strategies(self) -> tuple[str, ...]:
+        """Best path and prefix beam search (``greedy`` / ``beam`` mean these for a CTC model)."""
+        return CTC_STRATEGIES
+
+    def ctc_log_probs(self, encoded: torch.Tensor) -> torch.Tensor:
+        """(B, T', D) encoder output -> (B, T', V+1) CTC log-probs, blank last."""
+        return self.decoder(encoded)
+
     def decode(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor) -> list[Hypothesis]:
         """Best-path CTC decoding of encoder output (B, T', D)."""
-        return self._attach_text(ctc_greedy_search(self.decoder(encoded), encoded_lengths, self.blank_id))
+        return self._attach_text(ctc_greedy_search(self.ctc_log_probs(encoded), encoded_lengths, self.blank_id))

@@ -1,7 +1,8 @@
 """Transducer (RNN-T) model: featurizer -> encoder -> (prediction network, joiner), optional CTC head.
 
 The model composes already-built parts and owns one method per stage, so tests and users can
-inspect each: ``featurize``, ``encode``, ``forward_transducer``, ``forward_ctc``, ``transcribe``.
+inspect each: ``featurize``, ``encode``, ``forward_transducer``, ``forward_ctc``, ``transcribe``; and says how it
+decodes (:class:`myna.decoding.DecodableModel`).
 Attribute names follow NeMo's (``preprocessor``, ``encoder``, ``decoder``, ``joint``,
 ``ctc_decoder``) so a NeMo state dict loads by name.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from myna.decoding import CTC_STRATEGIES, TRANSDUCER_STRATEGIES
 from myna.decoding.greedy import Hypothesis, ctc_greedy_search, transducer_greedy_search
 from myna.losses.config import TransducerLossConfig
 from myna.losses.ctc import ctc_loss_mean_batch
@@ -140,6 +142,20 @@ class TransducerModel(SpeechModel):
         return self.forward_transducer(encoded, encoded_lengths, tokens, token_lengths)["loss"]
 
     # ---- inference ----------------------------------------------------------------------
+    @property
+    def decoding_strategies(self) -> tuple[str, ...]:
+        """Transducer greedy and beam searches, and the CTC ones when the model has a CTC head."""
+        return TRANSDUCER_STRATEGIES + (CTC_STRATEGIES if self.ctc_decoder is not None else ())
+
+    def transducer_parts(self) -> tuple[nn.Module, nn.Module]:
+        """(prediction network, joint) for :mod:`myna.decoding`."""
+        return self.decoder, self.joint
+
+    def ctc_log_probs(self, encoded: torch.Tensor) -> torch.Tensor:
+        """(B, T', D) encoder output -> (B, T', V+1) log-probs of the auxiliary CTC head."""
+        if self.ctc_decoder is None:
+            raise ValueError("this Transducer model has no CTC head (model.aux_ctc)")
+        return self.ctc_decoder(encoded)
 
     def decode(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor) -> list[Hypothesis]:
         """Batched greedy search over encoder output (B, T', D); fills ``text`` when a tokenizer is set."""
@@ -149,6 +165,4 @@ class TransducerModel(SpeechModel):
 
     def decode_ctc(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor) -> list[Hypothesis]:
         """CTC best-path decoding with the auxiliary head."""
-        if self.ctc_decoder is None:
-            raise ValueError("this model has no CTC head")
-        return self._attach_text(ctc_greedy_search(self.ctc_decoder(encoded), encoded_lengths, self.blank_id))
+        return self._attach_text(ctc_greedy_search(self.ctc_log_probs(encoded), encoded_lengths, self.blank_id))

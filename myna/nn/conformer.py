@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -48,11 +48,9 @@ class ConformerEncoder(nn.Module):
 
     Features are subsampled in time by ``subsampling_factor``, scaled by ``sqrt(d_model)``,
     and passed through ``n_layers`` Conformer layers that ignore padded frames (attention
-    mask and convolution padding mask). Keyword arguments are NeMo's ``encoder:`` config keys
-    with NeMo's defaults; :meth:`from_config` builds from such a dict. Options myna does not
-    implement raise ``ValueError`` naming the option; options that do not change the result
-    (``use_pytorch_sdpa``, ``subsampling_conv_chunking_factor``, ``sync_max_audio_length``,
-    ``global_tokens*`` without local attention) are accepted.
+    mask and convolution padding mask). Arguments carry NeMo's ``encoder:`` key names and
+    defaults; :mod:`myna.interop.adapter` builds the encoder from such a section (and names the
+    NeMo keys it ignores and why). Unsupported values raise ``ValueError`` naming the option.
 
     >>> enc = ConformerEncoder(feat_in=80, n_layers=2, d_model=96, n_heads=4, conv_kernel_size=15)
     >>> y, n = enc.eval()(torch.randn(2, 251, 80), torch.tensor([250, 154]))
@@ -67,10 +65,7 @@ class ConformerEncoder(nn.Module):
     :param subsampling: ``"striding"`` (Conformer), ``"dw_striding"`` (FastConformer), or
         ``None`` for a plain linear ``pre_encode`` without subsampling.
     :param subsampling_factor: time reduction, a power of 2; 1 means no subsampling.
-    :param subsampling_conv_chunking_factor: accepted, ignored (a NeMo memory workaround).
     :param subsampling_conv_channels: channels in the subsampling convs; -1 means d_model.
-    :param reduction, reduction_position, reduction_factor: NeMo's mid-encoder reduction;
-        only "no reduction" is supported.
     :param ff_expansion_factor: feed-forward hidden size is ``d_model * ff_expansion_factor``.
     :param self_attention_model: ``"rel_pos"`` (Transformer-XL) or ``"abs_pos"``.
     :param n_heads: attention heads.
@@ -93,11 +88,6 @@ class ConformerEncoder(nn.Module):
     :param dropout_att: dropout on the attention probabilities.
     :param stochastic_depth_drop_prob, stochastic_depth_mode, stochastic_depth_start_layer:
         layer drop in training (arXiv:2102.03216), as NeMo.
-    :param global_tokens, global_tokens_spacing, global_attn_separate: only used by NeMo's
-        ``rel_pos_local_attn``; accepted and ignored here.
-    :param use_pytorch_sdpa, use_pytorch_sdpa_backends: accepted; myna chooses its attention
-        kernel itself (results agree to float rounding).
-    :param sync_max_audio_length: accepted, ignored.
     :param gradient_checkpointing: recompute each layer in backward to save activation
         memory (``torch.utils.checkpoint``, non-reentrant). Larger models, slower steps.
     :param use_sdpa: attention via ``F.scaled_dot_product_attention`` (default) or the
@@ -113,11 +103,7 @@ class ConformerEncoder(nn.Module):
         causal_downsampling: bool = False,
         subsampling: Optional[str] = "striding",
         subsampling_factor: int = 4,
-        subsampling_conv_chunking_factor: int = 1,
         subsampling_conv_channels: int = -1,
-        reduction: Optional[str] = None,
-        reduction_position: Optional[int] = None,
-        reduction_factor: int = 1,
         ff_expansion_factor: int = 4,
         self_attention_model: str = "rel_pos",
         n_heads: int = 4,
@@ -138,12 +124,6 @@ class ConformerEncoder(nn.Module):
         stochastic_depth_drop_prob: float = 0.0,
         stochastic_depth_mode: str = "linear",
         stochastic_depth_start_layer: int = 1,
-        global_tokens: int = 0,
-        global_tokens_spacing: int = 1,
-        global_attn_separate: bool = False,
-        use_pytorch_sdpa: bool = False,
-        use_pytorch_sdpa_backends: Optional[Sequence[str]] = None,
-        sync_max_audio_length: bool = True,
         gradient_checkpointing: bool = False,
         use_sdpa: bool = True,
     ) -> None:
@@ -152,8 +132,6 @@ class ConformerEncoder(nn.Module):
             raise ValueError(
                 f"self_attention_model={self_attention_model!r} is not supported; use 'rel_pos' or 'abs_pos'"
             )
-        if reduction is not None and reduction_factor > 1:
-            raise ValueError(f"reduction={reduction!r} (reduction_factor={reduction_factor}) is not supported")
         if d_model % n_heads != 0:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         self.d_model = d_model
@@ -226,23 +204,6 @@ class ConformerEncoder(nn.Module):
         self.layer_drop_probs = stochastic_depth_drop_probs(
             n_layers, stochastic_depth_drop_prob, stochastic_depth_mode, stochastic_depth_start_layer
         )
-
-    @classmethod
-    def from_config(cls, cfg: Dict[str, Any], **overrides: Any) -> "ConformerEncoder":
-        """Build from a NeMo ``encoder:`` config dict (``_target_`` ConformerEncoder allowed).
-
-        :raises ValueError: naming an unknown key or a ``_target_`` other than ConformerEncoder.
-        """
-        cfg = dict(cfg)
-        target = cfg.pop("_target_", None)
-        if target is not None and target.rsplit(".", 1)[-1] != "ConformerEncoder":
-            raise ValueError(f"encoder _target_={target!r} is not a ConformerEncoder")
-        cfg.update(overrides)
-        known = set(cls.__init__.__code__.co_varnames[1 : cls.__init__.__code__.co_argcount])
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise ValueError(f"unknown ConformerEncoder option(s): {', '.join(unknown)}")
-        return cls(**cfg)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """(B,) feature lengths -> (B,) int64 encoder output lengths."""

@@ -11,8 +11,8 @@ Parameter names equal NeMo's state-dict keys minus the leading ``encoder.``
 (``encoder.{i}.mconv.{j}.conv.weight``, ``encoder.{i}.res.0.{k}...``), so a NeMo checkpoint loads
 with ``strict=True``.
 
->>> enc = ContextNetEncoder(feat_in=80, jasper=[dict(filters=64, repeat=1, kernel=[5], stride=[2],
-...     dilation=[1], dropout=0.0, residual=False, separable=True, se=True)])
+>>> enc = ContextNetEncoder(feat_in=80, blocks=[ContextNetBlockSpec(filters=64, repeat=1, kernel_size=5,
+...     stride=2, dilation=1, dropout=0.0, residual=False, separable=True, se=True)])
 >>> x, lens = enc(torch.randn(2, 100, 80), torch.tensor([100, 61]))
 >>> x.shape, lens.tolist()
 (torch.Size([2, 50, 64]), [50, 31])
@@ -21,7 +21,8 @@ with ``strict=True``.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -30,36 +31,54 @@ from torch.utils.checkpoint import checkpoint
 from myna.nn.activations import build_activation
 from myna.nn.conformer import _CheckpointedLayer
 
-__all__ = ["ContextNetEncoder", "ContextNetBlock", "MaskedConv1d", "SqueezeExcite", "init_weights"]
+__all__ = ["ContextNetEncoder", "ContextNetBlockSpec", "ContextNetBlock", "MaskedConv1d", "SqueezeExcite", "init_weights"]
 
 _Padding = Union[int, tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class ContextNetBlockSpec:
+    """One block of a :class:`ContextNetEncoder` (the typed form of a NeMo ``jasper:`` entry).
+
+    Fields are :class:`ContextNetBlock`'s arguments; ``filters`` is its ``out_channels`` and
+    ``residual_mode`` None means the encoder's ``residual_mode``.
+    """
+
+    filters: int
+    repeat: int
+    kernel_size: int
+    stride: int
+    dilation: int
+    dropout: float
+    residual: bool
+    residual_mode: Optional[str] = None
+    separable: bool = False
+    se: bool = False
+    se_reduction_ratio: int = 8
+    se_context_window: int = -1
+    stride_last: bool = False
+    future_context: int = -1
 
 
 class ContextNetEncoder(nn.Module):
     """NeMo ``ConvASREncoder`` (ContextNet / QuartzNet / Citrinet style block lists).
 
-    Keyword arguments are NeMo's encoder config keys, so ``ContextNetEncoder(**cfg)`` works for a
-    NeMo ``encoder:`` section once ``_target_`` is removed. Options NeMo has but myna does not
-    implement (quantisation, dense residuals, grouped pointwise convs, heads, ``conv_mask: false``)
-    raise ``ValueError`` naming the option.
+    Arguments carry NeMo's encoder key names; :mod:`myna.interop.adapter` turns a NeMo
+    ``encoder:`` section (its ``jasper:`` list included) into them, and rejects the options NeMo
+    has but myna does not implement (quantisation, dense residuals, grouped pointwise convs,
+    heads, ``conv_mask: false``), naming the key.
 
-    :param jasper: list of block dicts (NeMo keys: ``filters``, ``repeat``, ``kernel``, ``stride``,
-        ``dilation``, ``dropout``, ``residual``, ``separable``, ``se``, ``se_context_size``,
-        ``se_reduction_ratio`` (default 8), ``se_interpolation_mode``, ``kernel_size_factor``,
-        ``residual_mode``, ``stride_last``, ``future_context``, ``groups``, ``heads``,
-        ``residual_dense``).
     :param feat_in: input feature size (mel bins); multiplied by ``frame_splicing`` as NeMo does.
+    :param blocks: the blocks, first to last.
     :param activation: activation name for all blocks and the SE layers (``swish`` for ContextNet).
     :param normalization_mode: ``batch`` (BatchNorm, eps 1e-3), ``group``, ``instance`` or ``layer``.
     :param residual_mode: default residual mode for blocks that do not set one: ``add``,
         ``stride_add`` (the residual conv strides like the block) or ``max``.
     :param norm_groups: groups for ``group`` normalisation; -1 means one group per channel.
-    :param conv_mask: must be true (masked convolutions, NeMo's default).
     :param frame_splicing: NeMo's frame splicing factor; the encoder input has
         ``feat_in * frame_splicing`` features.
     :param init_mode: weight init of conv/linear layers: ``xavier_uniform``, ``xavier_normal``,
         ``kaiming_uniform``, ``kaiming_normal``, ``tds_uniform``, ``tds_normal`` or None.
-    :param quantize: must be false.
     :param gradient_checkpointing: recompute each block in backward instead of keeping its
         activations (``torch.utils.checkpoint``, non-reentrant): less memory, ~1/3 slower steps.
         Not a NeMo key; myna's own switch.
@@ -67,46 +86,48 @@ class ContextNetEncoder(nn.Module):
 
     def __init__(
         self,
-        jasper: Sequence[dict[str, Any]],
         feat_in: int,
+        blocks: Sequence[ContextNetBlockSpec],
         activation: str = "swish",
         normalization_mode: str = "batch",
         residual_mode: str = "add",
         norm_groups: int = -1,
-        conv_mask: bool = True,
         frame_splicing: int = 1,
         init_mode: Optional[str] = "xavier_uniform",
-        quantize: bool = False,
         gradient_checkpointing: bool = False,
-        **unsupported: Any,
     ) -> None:
         super().__init__()
-        if unsupported:
-            raise ValueError(f"unsupported ContextNetEncoder option(s): {sorted(unsupported)}")
-        if not conv_mask:
-            raise ValueError("ContextNetEncoder: conv_mask=False is not supported (use conv_mask: true)")
-        if quantize:
-            raise ValueError("ContextNetEncoder: quantize=True is not supported")
-        if not jasper:
-            raise ValueError("ContextNetEncoder: the jasper block list is empty")
+        if not blocks:
+            raise ValueError("ContextNetEncoder: the block list is empty")
         self.feat_in = int(feat_in) * int(frame_splicing)
         in_channels = self.feat_in
-        blocks = []
+        modules = []
         factor = 1
-        for index, block_cfg in enumerate(jasper):
-            block = ContextNetBlock.from_config(
-                block_cfg,
+        for spec in blocks:
+            block = ContextNetBlock(
                 in_channels=in_channels,
+                out_channels=spec.filters,
+                repeat=spec.repeat,
+                kernel_size=spec.kernel_size,
+                stride=spec.stride,
+                dilation=spec.dilation,
+                dropout=spec.dropout,
                 activation=activation,
+                residual=spec.residual,
+                residual_mode=spec.residual_mode or residual_mode,
+                separable=spec.separable,
                 normalization=normalization_mode,
                 norm_groups=norm_groups,
-                residual_mode=residual_mode,
-                index=index,
+                se=spec.se,
+                se_reduction_ratio=spec.se_reduction_ratio,
+                se_context_window=spec.se_context_window,
+                stride_last=spec.stride_last,
+                future_context=spec.future_context,
             )
-            blocks.append(block)
+            modules.append(block)
             factor *= block.stride
             in_channels = block.out_channels
-        self.encoder = nn.Sequential(*blocks)
+        self.encoder = nn.Sequential(*modules)
         self.output_dim = in_channels
         self.subsampling_factor = factor
         self.gradient_checkpointing = bool(gradient_checkpointing)
@@ -228,51 +249,6 @@ class ContextNetBlock(nn.Module):
         else:
             self.res = None
         self.mout = nn.Sequential(build_activation(activation), nn.Dropout(dropout))
-
-    @classmethod
-    def from_config(
-        cls,
-        cfg: dict[str, Any],
-        in_channels: int,
-        activation: str,
-        normalization: str = "batch",
-        norm_groups: int = -1,
-        residual_mode: str = "add",
-        index: int = 0,
-    ) -> "ContextNetBlock":
-        """Build a block from one NeMo ``jasper:`` list entry (``index`` names it in errors)."""
-        cfg = dict(cfg)
-        missing = [k for k in ("filters", "repeat", "kernel", "stride", "dilation", "dropout", "residual") if k not in cfg]
-        if missing:
-            raise ValueError(f"jasper block {index}: missing key(s) {missing}")
-        unknown = sorted(set(cfg) - _BLOCK_KEYS)
-        if unknown:
-            raise ValueError(f"jasper block {index}: unsupported key(s) {unknown}")
-        for key, default in (("groups", 1), ("heads", -1), ("residual_dense", False), ("quantize", False)):
-            if cfg.get(key, default) != default:
-                raise ValueError(f"jasper block {index}: {key}={cfg[key]!r} is not supported (only {default!r})")
-        kernel = _first(cfg["kernel"], "kernel", index)
-        kernel = _scaled_kernel(kernel, float(cfg.get("kernel_size_factor", 1.0)))
-        return cls(
-            in_channels=in_channels,
-            out_channels=int(cfg["filters"]),
-            repeat=int(cfg["repeat"]),
-            kernel_size=kernel,
-            stride=_first(cfg["stride"], "stride", index),
-            dilation=_first(cfg["dilation"], "dilation", index),
-            dropout=float(cfg["dropout"]),
-            activation=activation,
-            residual=bool(cfg["residual"]),
-            residual_mode=cfg.get("residual_mode", residual_mode),
-            separable=bool(cfg.get("separable", False)),
-            normalization=normalization,
-            norm_groups=norm_groups,
-            se=bool(cfg.get("se", False)),
-            se_reduction_ratio=int(cfg.get("se_reduction_ratio", 8)),
-            se_context_window=int(cfg.get("se_context_size", -1)),
-            stride_last=bool(cfg.get("stride_last", False)),
-            future_context=int(cfg.get("future_context", -1)),
-        )
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:param x: (B, C_in, T) float. :param lengths: (B,) int64.
@@ -426,31 +402,9 @@ def init_weights(module: nn.Module, mode: Optional[str] = "xavier_uniform") -> N
 
 # --- helpers -------------------------------------------------------------------------------------
 
-_BLOCK_KEYS = {
-    "filters", "repeat", "kernel", "stride", "dilation", "dropout", "residual", "separable", "se",
-    "se_context_size", "se_reduction_ratio", "se_interpolation_mode", "kernel_size_factor",
-    "residual_mode", "stride_last", "future_context", "groups", "heads", "residual_dense", "quantize",
-}
-
-
 def _valid_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     """(B, T) bool, True for frames t < lengths[b]."""
     return torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
-
-
-def _first(value: Any, name: str, index: int) -> int:
-    """NeMo block values are one-element lists ([5]) or plain ints."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != 1:
-            raise ValueError(f"jasper block {index}: {name}={list(value)} must have one element")
-        value = value[0]
-    return int(value)
-
-
-def _scaled_kernel(kernel: int, factor: float) -> int:
-    """NeMo's kernel_size_factor: max(int(K * factor), 1), bumped to the next odd number."""
-    scaled = max(int(kernel * factor), 1)
-    return scaled + 1 if scaled % 2 == 0 else scaled
 
 
 def _conv_padding(kernel: int, stride: int, dilation: int, future_context: int) -> _Padding:

@@ -10,7 +10,7 @@ torch.Size([2, 50, 129])
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Optional
 
 import torch
 from torch import nn
@@ -22,31 +22,18 @@ class CTCHead(nn.Module):
     """Linear (1x1 conv) projection of encoder frames to CTC log-probabilities.
 
     :param feat_in: D, encoder output size.
-    :param num_classes: V, vocabulary size excluding blank; if <= 0, ``len(vocabulary)``.
+    :param num_classes: V, vocabulary size excluding blank; the output has V+1 classes, blank = V.
     :param init_mode: ``xavier_uniform`` (NeMo's default), ``xavier_normal``, ``kaiming_uniform``,
         ``kaiming_normal`` or None (torch default) for the weight.
-    :param vocabulary: optional token list; only its length is checked against ``num_classes``.
-    :param add_blank: add the blank class (V+1 outputs, blank = V).
     """
 
-    def __init__(
-        self,
-        feat_in: int,
-        num_classes: int,
-        init_mode: Optional[str] = "xavier_uniform",
-        vocabulary: Optional[Sequence[Any]] = None,
-        add_blank: bool = True,
-    ) -> None:
+    def __init__(self, feat_in: int, num_classes: int, init_mode: Optional[str] = "xavier_uniform") -> None:
         super().__init__()
         if num_classes <= 0:
-            if vocabulary is None:
-                raise ValueError(f"CTCHead: num_classes={num_classes} and no vocabulary given")
-            num_classes = len(vocabulary)
-        if vocabulary is not None and len(vocabulary) != num_classes:
-            raise ValueError(f"CTCHead: num_classes={num_classes} but the vocabulary has {len(vocabulary)} entries")
+            raise ValueError(f"CTCHead: num_classes={num_classes} must be > 0")
         self.feat_in = int(feat_in)
         self.vocab_size = int(num_classes)
-        self.num_classes_with_blank = self.vocab_size + 1 if add_blank else self.vocab_size
+        self.num_classes_with_blank = self.vocab_size + 1
         self.blank_idx = self.vocab_size
         self.decoder_layers = nn.Sequential(nn.Conv1d(self.feat_in, self.num_classes_with_blank, 1, bias=True))
         weight = self.decoder_layers[0].weight

@@ -15,8 +15,6 @@ torch.Size([2, 10, 5, 129])
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -35,7 +33,6 @@ class RNNTJoint(nn.Module):
     :param activation: ``relu``, ``sigmoid`` or ``tanh`` (applied to the sum of projections).
     :param dropout: dropout after the activation; 0 omits the layer (as NeMo, shifting the output
         layer's index from 2 to 1).
-    :param num_extra_outputs: extra output units after blank (NeMo's TDT durations); 0 for RNN-T.
     """
 
     def __init__(
@@ -46,15 +43,13 @@ class RNNTJoint(nn.Module):
         num_classes: int,
         activation: str = "relu",
         dropout: float = 0.0,
-        num_extra_outputs: int = 0,
     ) -> None:
         super().__init__()
         key = str(activation).lower()
         if key not in _JOINT_ACTIVATIONS:
             raise ValueError(f"RNNTJoint: activation must be one of {sorted(_JOINT_ACTIVATIONS)}, got {activation!r}")
         self.vocab_size = int(num_classes)
-        self.num_extra_outputs = int(num_extra_outputs)
-        self.num_classes_with_blank = self.vocab_size + 1 + self.num_extra_outputs
+        self.num_classes_with_blank = self.vocab_size + 1
         self.blank_idx = self.vocab_size
         self.encoder_hidden = int(encoder_hidden)
         self.pred_hidden = int(pred_hidden)
@@ -66,37 +61,6 @@ class RNNTJoint(nn.Module):
             layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(self.joint_hidden, self.num_classes_with_blank))
         self.joint_net = nn.Sequential(*layers)
-
-    @classmethod
-    def from_nemo_config(cls, cfg: dict[str, Any]) -> "RNNTJoint":
-        """Build from a NeMo ``joint:`` section of ``RNNTJoint`` (``_target_`` ignored).
-
-        ``jointnet.encoder_hidden``/``pred_hidden`` must be resolved ints. Keys that only steer
-        NeMo's runtime (``log_softmax``, ``preserve_memory``, ``fuse_loss_wer``,
-        ``fused_batch_size``, ``vocabulary``) are accepted and ignored here; the model decides
-        how to slice the joint. ``masking_prob`` > 0 is unsupported.
-        """
-        cfg = {k: v for k, v in dict(cfg).items() if k != "_target_"}
-        ignored = {"log_softmax", "preserve_memory", "fuse_loss_wer", "fused_batch_size", "vocabulary",
-                   "experimental_fuse_loss_wer"}
-        unknown = sorted(set(cfg) - ignored - {"jointnet", "num_classes", "num_extra_outputs", "masking_prob"})
-        if unknown:
-            raise ValueError(f"RNNTJoint config: unsupported key(s) {unknown}")
-        if float(cfg.get("masking_prob", -1.0) or -1.0) > 0:
-            raise ValueError(f"RNNTJoint config: masking_prob={cfg['masking_prob']} is not supported")
-        jointnet = dict(cfg["jointnet"])
-        unknown = sorted(set(jointnet) - {"encoder_hidden", "pred_hidden", "joint_hidden", "activation", "dropout"})
-        if unknown:
-            raise ValueError(f"RNNTJoint config: unsupported jointnet key(s) {unknown}")
-        return cls(
-            encoder_hidden=int(jointnet["encoder_hidden"]),
-            pred_hidden=int(jointnet["pred_hidden"]),
-            joint_hidden=int(jointnet["joint_hidden"]),
-            num_classes=int(cfg["num_classes"]),
-            activation=jointnet["activation"],
-            dropout=float(jointnet.get("dropout", 0.0) or 0.0),
-            num_extra_outputs=int(cfg.get("num_extra_outputs", 0)),
-        )
 
     def project_encoder(self, encoder_out: torch.Tensor) -> torch.Tensor:
         """:param encoder_out: (B, T, D) float. :return: (B, T, J)."""

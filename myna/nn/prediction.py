@@ -16,7 +16,7 @@ Parameter names equal NeMo's keys minus the leading ``decoder.``:
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import nn
@@ -78,32 +78,6 @@ class RNNTPredictionNetwork(nn.Module):
             forget_gate_bias, t_max, weights_init_scale, hidden_hidden_bias_scale,
         )
         self.prediction = nn.ModuleDict({"embed": embed, "dec_rnn": dec_rnn})
-
-    @classmethod
-    def from_nemo_config(cls, cfg: dict[str, Any]) -> "RNNTPredictionNetwork":
-        """Build from a NeMo ``decoder:`` section of ``RNNTDecoder`` (``_target_`` is ignored).
-
-        :raises ValueError: naming any key myna does not implement (e.g. ``normalization_mode``
-            other than null).
-        """
-        cfg = {k: v for k, v in dict(cfg).items() if k != "_target_"}
-        unknown = sorted(set(cfg) - {"prednet", "vocab_size", "normalization_mode", "random_state_sampling", "blank_as_pad"})
-        if unknown:
-            raise ValueError(f"RNNTDecoder config: unsupported key(s) {unknown}")
-        if cfg.get("normalization_mode") is not None:
-            raise ValueError(f"RNNTDecoder config: normalization_mode={cfg['normalization_mode']!r} is not supported (only null)")
-        prednet = dict(cfg["prednet"])
-        known = {"pred_hidden", "pred_rnn_layers", "dropout", "forget_gate_bias", "t_max",
-                 "weights_init_scale", "hidden_hidden_bias_scale", "rnn_hidden_size"}
-        unknown = sorted(set(prednet) - known)
-        if unknown:
-            raise ValueError(f"RNNTDecoder config: unsupported prednet key(s) {unknown}")
-        return cls(
-            vocab_size=int(cfg["vocab_size"]),
-            blank_as_pad=bool(cfg.get("blank_as_pad", True)),
-            random_state_sampling=bool(cfg.get("random_state_sampling", False)),
-            **prednet,
-        )
 
     @property
     def output_dim(self) -> int:

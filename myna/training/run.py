@@ -8,7 +8,8 @@ The run folder (``exp_manager.exp_dir``) holds:
   ``exp_manager.checkpoint_every_n_steps`` steps), written atomically,
 - ``logs/version_N/``: TensorBoard events and ``metrics.csv``, one folder per (resumed) run,
 - ``learning_curve.png``: loss and validation WER per step,
-- ``<name>.nemo``: the final model, a .nemo-layout archive that ``myna.load`` reads.
+- ``<name>.nemo``: the final model, which ``myna.load`` (given this file or the folder) and NeMo's
+  ``ASRModel.restore_from`` read (see :mod:`myna.interop.nemo`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 from myna.config import save_config
 from myna.data.factory import build_loader
 from myna.data.manifest import manifest_paths, read_manifest
-from myna.models.builder import build_model
-from myna.models.finetune import init_from_checkpoint
-from myna.models.io import save_model
+from myna.interop.adapter import build_model
+from myna.interop.nemo import read_nemo, save_nemo, tokenizer_files
 from myna.text import load_tokenizer, train_sentencepiece
 from myna.training.checkpoint_io import AtomicCheckpointIO
+from myna.training.finetune import init_from_checkpoint
 from myna.training.loader_position import LoaderPosition
 from myna.training.module import ASRTask
 from myna.training.plots import plot_learning_curve
@@ -98,25 +99,22 @@ def _adopt_pretrained_architecture(cfg: DictConfig, exp_dir: Path) -> None:
     path = Path(sources[0]["path"])
     if path.suffix != ".nemo":
         raise ValueError(f"{path}: the recipe has no model.encoder, so the architecture must come from a .nemo")
-    from myna.interop.nemo import read_nemo
-
     archive = read_nemo(path)
+    source = archive.myna_config or archive.config  # myna's own sections when the archive has them
     for section in _ARCHITECTURE_SECTIONS:
-        if archive.config.get(section) is not None:
-            OmegaConf.update(cfg, f"model.{section}", _without_vocabulary(archive.config[section]),
+        if source.get(section) is not None:
+            OmegaConf.update(cfg, f"model.{section}", _without_vocabulary(source[section]),
                              merge=False, force_add=True)
-    log.info("architecture from %s (%s)", path, ", ".join(s for s in _ARCHITECTURE_SECTIONS if archive.config.get(s)))
+    log.info("architecture from %s (%s)", path, ", ".join(s for s in _ARCHITECTURE_SECTIONS if source.get(s)))
     if not cfg.model.tokenizer.dir:
-        ref = str((archive.config.get("tokenizer") or {}).get("model_path") or "")
-        if not ref.startswith("nemo:") or ref[5:] not in archive.artifacts:
-            raise ValueError(f"{path}: no tokenizer inside; set model.tokenizer.dir")
+        try:
+            files = tokenizer_files(archive, path)
+        except ValueError as err:
+            raise ValueError(f"{err}; set model.tokenizer.dir") from None
         tok_dir = exp_dir / "tokenizer"
         tok_dir.mkdir(parents=True, exist_ok=True)
-        names = {"model_path": "tokenizer.model", "spe_tokenizer_vocab": "tokenizer.vocab", "vocab_path": "vocab.txt"}
-        for key, name in names.items():
-            member = str(archive.config["tokenizer"].get(key) or "")
-            if member.startswith("nemo:") and member[5:] in archive.artifacts:
-                (tok_dir / name).write_bytes(archive.artifacts[member[5:]])
+        for name, data in files.items():
+            (tok_dir / name).write_bytes(data)
         cfg.model.tokenizer.dir = str(tok_dir)
 
 
@@ -165,13 +163,11 @@ def _trainer_kwargs(cfg: DictConfig) -> dict:
 def _final_evaluation(model, cfg: DictConfig, manifests: list[str]) -> None:
     """Score the final model on ``model.test_ds`` with ``model.decoding.final_strategy`` (beam search
     by default; greedy is what validation uses during training)."""
+    from myna.decoding import resolve_strategy
     from myna.evaluate import evaluate_manifest
-    from myna.models.ctc import CTCModel
 
     decoding = cfg.model.decoding
-    strategy = decoding.final_strategy
-    if isinstance(model, CTCModel) and not strategy.startswith("ctc_"):
-        strategy = "ctc_greedy" if strategy.startswith("greedy") else "ctc_beam"
+    strategy = resolve_strategy(model, decoding.final_strategy)  # "beam" on a CTC model: ctc_beam
     beam = decoding.beam
     for path in manifests:
         result = evaluate_manifest(model, path, batch_size=cfg.model.test_ds.batch_size,
@@ -243,7 +239,7 @@ def train(cfg: DictConfig) -> Path:
         log.info("resuming from %s", ckpt_path)
     trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
 
-    model_path = save_model(model, cfg, exp_dir / f"{cfg.name}.nemo")
+    model_path = save_nemo(model, exp_dir / f"{cfg.name}.nemo", config=cfg)
     log.info("final model written to %s", model_path)
     metrics = sorted((exp_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
     if em.plot_learning_curve and metrics:

@@ -188,12 +188,19 @@ def test_lm_fusion_pulls_the_result_toward_the_lm(tmp_path, search):
 
 
 class _ToyModel(torch.nn.Module):
+    """The smallest model that says how it decodes (myna.decoding.DecodableModel): a Transducer."""
+
+    decoding_strategies = ("greedy", "modified_beam", "beam")
+
     def __init__(self):
         super().__init__()
-        self.decoder, self.joint = _random_decoder_joint()
+        self.prediction, self.joiner = _random_decoder_joint()
         self.blank_id = 12
         self.max_symbols_per_step = 10
         self.tokenizer = None
+
+    def transducer_parts(self):
+        return self.prediction, self.joiner
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "greedy_batch", "modified_beam", "beam", "alsd"])

@@ -6,7 +6,7 @@ import torch
 
 from myna.decoding.greedy import ctc_greedy_search, transducer_greedy_search
 from myna.interop.nemo import read_nemo
-from myna.models.builder import build_joint, build_prediction_network
+from myna.interop.adapter import build
 from myna.nn.joint import RNNTJoint
 from myna.nn.prediction import RNNTPredictionNetwork
 
@@ -21,8 +21,9 @@ def _decoder_and_joint(nemo_fixtures, name):
     archive = read_nemo(nemo_fixtures / f"{name}.nemo")
     cfg = archive.config
     vocab = len(cfg["joint"]["vocabulary"])
-    decoder = build_prediction_network(cfg["decoder"], vocab)
-    joint = build_joint(cfg["joint"], vocab, cfg["joint"]["jointnet"]["encoder_hidden"], decoder.output_dim)
+    decoder = build(cfg["decoder"], "model.decoder", "rnnt_decoder", num_tokens=vocab)
+    joint = build(cfg["joint"], "model.joint", "rnnt_joint", num_tokens=vocab,
+                  encoder_hidden=cfg["joint"]["jointnet"]["encoder_hidden"], pred_hidden=decoder.output_dim)
     decoder.load_state_dict(_sub_state(archive.state_dict, "decoder."), strict=True)
     joint.load_state_dict(_sub_state(archive.state_dict, "joint."), strict=True)
     return decoder.eval(), joint.eval(), vocab

@@ -12,9 +12,10 @@ import yaml
 
 import myna
 from myna.cli import main
-from myna.interop.export import NEMO_TARGETS, save_nemo
+from myna.interop.adapter import NEMO_MODEL_TARGETS as NEMO_TARGETS
+from myna.interop.nemo import save_nemo
 from myna.interop.nemo import read_nemo
-from myna.models.builder import build_model
+from myna.interop.adapter import build_model
 from myna.text import load_tokenizer
 
 

@@ -10,7 +10,7 @@ import yaml
 
 import myna
 from myna.data.manifest import filter_entries, read_manifest
-from myna.models.builder import build_model
+from myna.interop.adapter import build_model
 from myna.losses.fused_joint import fused_joint_loss
 from myna.losses.rnnt import transducer_loss
 from myna.nn.joint import RNNTJoint

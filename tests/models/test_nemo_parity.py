@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import myna
-from myna.evaluate import transcribe_files
 from myna.models.ctc import CTCModel
 from myna.models.transducer import TransducerModel
 
@@ -83,4 +82,4 @@ def test_loaded_ctc_model_matches_log_probs_loss_and_text(nemo_fixtures):
 @pytest.mark.parametrize("name", ALL)
 def test_transcribe_from_the_wav_equals_nemo_transcribe(nemo_fixtures, name):
     model, ref = _load(nemo_fixtures, name)
-    assert transcribe_files(model, [nemo_fixtures / "input_single.wav"]) == ref["transcribe_single_text"].tolist()
+    assert model.transcribe([nemo_fixtures / "input_single.wav"]) == ref["transcribe_single_text"].tolist()

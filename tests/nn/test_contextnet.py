@@ -9,7 +9,8 @@ import pytest
 import torch
 import yaml
 
-from myna.nn.contextnet import ContextNetEncoder
+from myna.interop.adapter import build
+from myna.nn.contextnet import ContextNetBlockSpec, ContextNetEncoder
 
 FIXTURE = "contextnet_rnnt_bpe"
 
@@ -26,14 +27,15 @@ def _strip(state_dict, prefix):
     return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
-def _encoder_kwargs(cfg):
-    return {k: v for k, v in cfg["encoder"].items() if k != "_target_"}
+def _from_nemo(section):
+    """The encoder a NeMo ConvASREncoder section describes (``_target_`` defaults to myna's name)."""
+    return build({"_target_": "ContextNetEncoder", **section}, "model.encoder", "encoder")
 
 
 @pytest.fixture(scope="module")
 def nemo_encoder(nemo_fixtures):
     cfg, weights = _load_nemo(nemo_fixtures / f"{FIXTURE}.nemo")
-    encoder = ContextNetEncoder(**_encoder_kwargs(cfg))
+    encoder = _from_nemo(cfg["encoder"])
     encoder.load_state_dict(_strip(weights, "encoder."), strict=True)
     return encoder.eval()
 
@@ -97,7 +99,7 @@ def test_padding_frames_do_not_change_valid_outputs(nemo_encoder, reference):
 
 
 def test_stride_two_blocks_give_ceil_lengths():
-    encoder = ContextNetEncoder(**_dummy_config()).eval()
+    encoder = _from_nemo(_dummy_config()).eval()
     lengths = torch.tensor([37, 36, 1, 17])
     with torch.no_grad():
         encoded, encoded_lengths = encoder(torch.randn(4, 37, 80), lengths)
@@ -108,7 +110,7 @@ def test_stride_two_blocks_give_ceil_lengths():
 
 def test_dummy_contextnet_builds_trains_and_runs():
     torch.manual_seed(0)
-    encoder = ContextNetEncoder(**_dummy_config())
+    encoder = _from_nemo(_dummy_config())
     assert encoder.stride == 4
     features = torch.randn(3, 120, 80)
     lengths = torch.tensor([120, 80, 33])
@@ -127,14 +129,34 @@ def test_limited_se_context_window_runs_in_training():
     config = _dummy_config()
     for block in config["jasper"]:
         block["se_context_size"] = 8
-    encoder = ContextNetEncoder(**config)
+    encoder = _from_nemo(config)
     encoded, _ = encoder(torch.randn(2, 64, 80), torch.tensor([64, 40]))
     assert torch.isfinite(encoded).all()
 
 
+def test_typed_blocks_build_the_encoder_the_nemo_section_describes():
+    torch.manual_seed(0)
+    from_section = _from_nemo(_dummy_config())
+    spec = dict(kernel_size=5, dilation=1, separable=True, se=True)
+    blocks = [
+        ContextNetBlockSpec(filters=64, repeat=1, stride=1, dropout=0.0, residual=False, **spec),
+        ContextNetBlockSpec(filters=64, repeat=2, stride=2, dropout=0.1, residual=True, stride_last=True,
+                            residual_mode="stride_add", **spec),
+        ContextNetBlockSpec(filters=64, repeat=2, stride=2, dropout=0.1, residual=True, stride_last=True,
+                            residual_mode="stride_add", **spec),
+        ContextNetBlockSpec(filters=96, repeat=1, stride=1, dropout=0.0, residual=False, **spec),
+    ]
+    torch.manual_seed(0)
+    typed = ContextNetEncoder(feat_in=80, blocks=blocks, activation="swish", init_mode="tds_uniform")
+    ours, theirs = typed.state_dict(), from_section.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert typed.subsampling_factor == from_section.subsampling_factor == 4
+
+
 def test_unknown_encoder_option_is_a_value_error_naming_it():
-    with pytest.raises(ValueError, match="bogus_option"):
-        ContextNetEncoder(**_dummy_config(), bogus_option=1)
+    with pytest.raises(ValueError, match="model.encoder.bogus_option"):
+        _from_nemo({**_dummy_config(), "bogus_option": 1})
 
 
 @pytest.mark.parametrize(
@@ -144,11 +166,11 @@ def test_unknown_encoder_option_is_a_value_error_naming_it():
 def test_unsupported_block_option_is_a_value_error_naming_it(key, value):
     config = _dummy_config()
     config["jasper"][1][key] = value
-    with pytest.raises(ValueError, match=f"block 1.*{key}"):
-        ContextNetEncoder(**config)
+    with pytest.raises(ValueError, match=f"model.encoder.jasper.1.{key}"):
+        _from_nemo(config)
 
 
 def test_wrong_feature_size_is_a_value_error():
-    encoder = ContextNetEncoder(**_dummy_config())
+    encoder = _from_nemo(_dummy_config())
     with pytest.raises(ValueError, match="80"):
         encoder(torch.randn(1, 20, 64), torch.tensor([20]))

@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from myna.interop.adapter import build
 from myna.nn.ctc_head import CTCHead
 from myna.nn.joint import RNNTJoint
 from myna.nn.prediction import RNNTPredictionNetwork
@@ -37,9 +38,10 @@ def rnnt(request, nemo_fixtures):
     """(name, prediction net, joint, reference arrays) for one RNN-T fixture, in eval mode."""
     name = request.param
     cfg, weights = _load_nemo(nemo_fixtures / f"{name}.nemo")
-    decoder = RNNTPredictionNetwork.from_nemo_config(cfg["decoder"])
+    decoder = build(cfg["decoder"], "model.decoder", "rnnt_decoder", num_tokens=cfg["decoder"]["vocab_size"])
     decoder.load_state_dict(_strip(weights, "decoder."), strict=True)
-    joint = RNNTJoint.from_nemo_config(cfg["joint"])
+    joint = build(cfg["joint"], "model.joint", "rnnt_joint", num_tokens=cfg["joint"]["num_classes"],
+                  encoder_hidden=cfg["joint"]["jointnet"]["encoder_hidden"], pred_hidden=decoder.output_dim)
     joint.load_state_dict(_strip(weights, "joint."), strict=True)
     reference = dict(np.load(nemo_fixtures / f"{name}_reference.npz"))
     return name, decoder.eval(), joint.eval(), reference
@@ -165,13 +167,7 @@ def test_joint_without_dropout_puts_output_layer_at_index_one():
     assert joint(torch.randn(2, 3, 4), torch.randn(2, 2, 5)).shape == (2, 3, 2, 8)
 
 
-def test_unsupported_config_keys_are_value_errors_naming_them():
-    with pytest.raises(ValueError, match="normalization_mode"):
-        RNNTPredictionNetwork.from_nemo_config(
-            {"prednet": {"pred_hidden": 8, "pred_rnn_layers": 1}, "vocab_size": 4, "normalization_mode": "layer"}
-        )
-    with pytest.raises(ValueError, match="mystery"):
-        RNNTPredictionNetwork.from_nemo_config({"prednet": {"pred_hidden": 8, "mystery": 1}, "vocab_size": 4})
+def test_unsupported_joint_activation_is_a_value_error_naming_it():
     with pytest.raises(ValueError, match="softsign"):
         RNNTJoint(encoder_hidden=4, pred_hidden=4, joint_hidden=4, num_classes=3, activation="softsign")
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from myna.config import load_config
-from myna.models.builder import build_model
+from myna.interop.adapter import build_model
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 # Published sizes (NeMo's model cards; the dummy is myna's prototyping size).
 PUBLISHED_PARAMETERS = {

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from myna.interop.nemo import read_nemo
+from myna.interop.nemo import read_weights
 
 __all__ = ["InitReport", "init_from_checkpoint", "filter_state_dict", "change_vocabulary"]
 
@@ -63,17 +63,6 @@ def filter_state_dict(state_dict: Mapping[str, torch.Tensor], include: Sequence[
     return kept, dropped
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".nemo":
-        return read_nemo(path).state_dict
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    state = checkpoint.get("state_dict", checkpoint)
-    # Lightning checkpoints of myna's ASRTask prefix every key with "model.".
-    if state and all(k.startswith("model.") for k in state):
-        state = {k[len("model."):]: v for k, v in state.items()}
-    return state
-
-
 def init_from_checkpoint(model: nn.Module, path: str | Path, include: Sequence[str] | None = None,
                          exclude: Sequence[str] | None = None) -> InitReport:
     """Copy matching tensors from a .nemo (NeMo's or myna's) or a .ckpt into ``model``.
@@ -82,7 +71,7 @@ def init_from_checkpoint(model: nn.Module, path: str | Path, include: Sequence[s
     silently; the report is also logged.
     """
     path = Path(path)
-    theirs, excluded = filter_state_dict(_read_state_dict(path), include, exclude)
+    theirs, excluded = filter_state_dict(read_weights(path), include, exclude)
     ours = model.state_dict()
     report = InitReport(source=str(path), excluded=sorted(excluded))
     to_load = {}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import myna
-from myna.models.finetune import change_vocabulary, filter_state_dict, init_from_checkpoint
+from myna.training.finetune import change_vocabulary, filter_state_dict, init_from_checkpoint
 from myna.text import train_sentencepiece
 
 
@@ -49,7 +49,7 @@ def test_change_vocabulary_keeps_encoder_lstm_and_projections(nemo_fixtures, dig
         assert torch.equal(after[key], old[key]), key
     assert "decoder.prediction.embed.weight" in fresh
     audio = torch.randn(2, 16000)
-    hyps = before.transcribe(audio, torch.tensor([16000, 12000]))
+    hyps = before.transcribe_batch(audio, torch.tensor([16000, 12000]))
     assert all(set(h.tokens) <= set(range(vocab)) for h in hyps)
     out = before.train()(audio, torch.tensor([16000, 12000]), torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([3, 2]))
     assert torch.isfinite(out["loss"])
