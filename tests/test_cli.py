@@ -1,5 +1,7 @@
 """The command-line contract, end to end on a few bundled utterances: train, resume, evaluate, transcribe."""
 
+import contextlib
+import io
 import json
 import re
 from pathlib import Path
@@ -7,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from myna.cli import main
+from myna.interop.nemo import find_model_file
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "data" / "espeak_digits"
@@ -80,6 +83,38 @@ def test_transcribe_prints_one_line_per_file(trained, capsys):
     assert main(["transcribe", "--model", str(exp / "contextnet_rnnt_dummy.nemo"), *files]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == files
+    import myna
+
+    # the Python call gives what the command prints; a run folder loads its final model
+    assert [line.split("\t", 1)[1] for line in lines] == myna.load(exp).transcribe(files)
+
+
+def test_transcribe_command_equals_the_python_call_for_every_fixture_model(nemo_fixtures, nemo_model, capsys):
+    import myna
+
+    wavs = [str(nemo_fixtures / "input_single.wav"), str(nemo_fixtures / "input_b2.wav")]
+    assert main(["transcribe", "--model", str(nemo_fixtures / f"{nemo_model}.nemo"), *wavs]) == 0
+    printed = [line.split("\t", 1) for line in capsys.readouterr().out.rstrip("\n").split("\n")]
+    assert [path for path, _ in printed] == wavs
+    assert [text for _, text in printed] == myna.load(nemo_fixtures / f"{nemo_model}.nemo").transcribe(wavs)
+
+
+def _audio_batch(model, wavs):
+    from myna.audio import load_audio
+    from myna.models.base import pad_batch
+
+    return pad_batch([load_audio(w, model.sample_rate) for w in wavs])
+
+
+def test_trained_transducer_restores_in_nemo(trained, nemo_restores):
+    # NeMo import and restore: ~20 s; runs only where nemo_toolkit is importable.
+    import myna
+
+    _, exp, _ = trained
+    rows = [json.loads(line) for line in (CORPUS / "test.json").read_text().splitlines()[:2]]
+    model = myna.load(exp)
+    audio, lengths = _audio_batch(model, [CORPUS / r["audio_filepath"] for r in rows])
+    assert nemo_restores(exp / "contextnet_rnnt_dummy.nemo", model, audio, lengths) == "EncDecRNNTBPEModel"
 
 
 def test_broken_manifest_line_is_reported_with_file_and_line(trained, capsys, tmp_path):
@@ -89,7 +124,7 @@ def test_broken_manifest_line_is_reported_with_file_and_line(trained, capsys, tm
     bad.write_text(good + "\n{not json\n")
     assert main(["evaluate", "--model", str(exp / "contextnet_rnnt_dummy.nemo"), "--manifest", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "bad.json" in err and "2" in err
+    assert f"{bad}:2: malformed JSON" in err
 
 
 def test_unknown_override_fails_with_the_key(capsys):
@@ -115,3 +150,64 @@ def test_finetune_from_nemo_with_new_tokenizer_reports_and_saves_a_loadable_mode
     model = myna.load(exp / "finetuned_transducer.nemo")
     assert model.joint.num_classes_with_blank == model.tokenizer.vocab_size + 1
     assert model.encoder.layers[0].self_attn.linear_q.weight.shape == (96, 96)
+
+
+# A CTC model and a hybrid one, trained for a few steps: the final test pass decodes with the
+# strategy each supports ("beam" is the CTC prefix beam search for a CTC model), evaluate runs
+# their strategies, and NeMo restores what `myna train` wrote.
+HYBRID_HEAD = "{decoder: {_target_: nemo.collections.asr.modules.ConvASRDecoder}, ctc_loss_weight: 0.3}"
+KIND_RUNS = {
+    "ctc": ("conformer_ctc_small.yaml", ["model.encoder.d_model=32", "model.encoder.n_layers=1",
+                                         "model.tokenizer.vocab_size=24"], "ctc_beam", "EncDecCTCModelBPE"),
+    "hybrid": ("contextnet_rnnt_dummy.yaml", [f"++model.aux_ctc={HYBRID_HEAD}", "model.tokenizer.vocab_size=24",
+                                              "model.decoding.final_strategy=ctc_greedy"],
+               "ctc_greedy", "EncDecHybridRNNTCTCBPEModel"),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(KIND_RUNS))
+def kind_run(request, tmp_path_factory):
+    recipe, overrides, final_strategy, nemo_class = KIND_RUNS[request.param]
+    tmp = tmp_path_factory.mktemp(request.param)
+    train = _subset(CORPUS / "train.json", tmp / "train.json", 16)
+    test = _subset(CORPUS / "test.json", tmp / "test.json", 3)
+    exp = tmp / "exp"
+    args = ["train", str(REPO / "conf" / recipe), f"model.train_ds.manifest_filepath={train}",
+            f"model.test_ds.manifest_filepath={test}", f"exp_manager.exp_dir={exp}", "trainer.max_steps=2",
+            "model.train_ds.batch_size=8", "trainer.enable_progress_bar=false", *overrides]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(args) == 0
+    return request.param, exp, test, final_strategy, nemo_class, printed.getvalue()
+
+
+def test_training_run_of_each_kind_ends_with_its_final_test_pass(kind_run):
+    kind, exp, test, final_strategy, _, printed = kind_run
+    assert re.search(rf"^test .*test.json \({final_strategy}\): WER: \d+\.\d\d%", printed, re.M)
+    import myna
+
+    model = myna.load(exp)
+    assert ("joint" in dict(model.named_children())) == (kind == "hybrid")
+
+
+@pytest.mark.parametrize("decoding", ["greedy", "beam", "ctc_greedy", "ctc_beam", "modified_beam"])
+def test_evaluate_runs_each_strategy_the_trained_model_supports(kind_run, decoding, capsys):
+    kind, exp, test, _, _, _ = kind_run
+    code = main(["evaluate", "--model", str(exp), "--manifest", str(test), "--decoding", decoding, "--beam-size", "2"])
+    out, err = capsys.readouterr()
+    if kind == "ctc" and decoding == "modified_beam":  # a Transducer search on a CTC model: a clear error
+        assert code == 2 and "it can run ['ctc_greedy', 'ctc_beam']" in err
+        return
+    assert code == 0, err
+    resolved = {"greedy": "ctc_greedy", "beam": "ctc_beam"}.get(decoding, decoding) if kind == "ctc" else decoding
+    assert f"decoding: {resolved}" in out and re.search(r"^WER: \d+\.\d\d%$", out, re.M)
+
+
+def test_trained_model_of_each_kind_restores_in_nemo(kind_run, nemo_restores):
+    # NeMo import and restore: ~20 s; runs only where nemo_toolkit is importable.
+    import myna
+
+    _, exp, test, _, nemo_class, _ = kind_run
+    model = myna.load(exp)
+    audio, lengths = _audio_batch(model, [json.loads(line)["audio_filepath"] for line in test.read_text().splitlines()[:2]])
+    assert nemo_restores(find_model_file(exp), model, audio, lengths) == nemo_class

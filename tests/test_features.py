@@ -20,14 +20,6 @@ from myna.features import (
     mel_filterbank,
 )
 
-NEMO_MODELS = [
-    "conformer_rnnt_bpe",
-    "contextnet_rnnt_bpe",
-    "conformer_ctc_bpe",
-    "fastconformer_hybrid_rnnt_ctc_bpe",
-]
-
-
 @functools.lru_cache(maxsize=None)
 def _nemo_state_dict(path: Path) -> dict[str, torch.Tensor]:
     with tarfile.open(path) as archive:
@@ -57,8 +49,9 @@ def _preprocessor_buffers(fixtures: Path, name: str) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------- NeMo parity
 
 
-@pytest.mark.parametrize("name", NEMO_MODELS)
-def test_features_match_nemo_reference(nemo_fixtures: Path, name: str) -> None:
+@pytest.mark.parity
+def test_features_match_nemo_reference(nemo_fixtures: Path, nemo_model: str) -> None:
+    name = nemo_model
     featurizer = build_preprocessor(_nemo_section(nemo_fixtures, name, "preprocessor")).eval()
     featurizer.load_state_dict(_preprocessor_buffers(nemo_fixtures, name), strict=True)
     raw = build_preprocessor(
@@ -85,22 +78,36 @@ def test_features_match_nemo_reference(nemo_fixtures: Path, name: str) -> None:
         assert error.max() <= 5e-4, (key, error.max())
 
 
-@pytest.mark.parametrize("name", NEMO_MODELS)
-def test_computed_filterbank_and_window_equal_nemo_checkpoint(nemo_fixtures: Path, name: str) -> None:
+@pytest.mark.parity
+def test_computed_filterbank_and_window_equal_nemo_checkpoint(nemo_fixtures: Path, nemo_model: str) -> None:
+    name = nemo_model
     featurizer = build_preprocessor(_nemo_section(nemo_fixtures, name, "preprocessor"))
     stored = _preprocessor_buffers(nemo_fixtures, name)
     assert set(featurizer.state_dict()) == set(stored) == {"featurizer.window", "featurizer.fb"}
-    assert featurizer.featurizer.fb.shape == stored["featurizer.fb"].shape == (1, 80, 257)
+    section = _nemo_section(nemo_fixtures, name, "preprocessor")
+    assert featurizer.featurizer.fb.shape == stored["featurizer.fb"].shape == (1, section["features"],
+                                                                              section["n_fft"] // 2 + 1)
     assert (featurizer.featurizer.fb - stored["featurizer.fb"]).abs().max() <= 1e-6
     assert torch.equal(featurizer.featurizer.window, stored["featurizer.window"])
 
 
-def test_contextnet_pads_time_to_multiple_of_16(nemo_fixtures: Path) -> None:
-    featurizer = build_preprocessor(_nemo_section(nemo_fixtures, "contextnet_rnnt_bpe", "preprocessor"))
-    features, lengths = featurizer.eval()(torch.randn(2, 40000), torch.tensor([40000, 24800]))
-    assert features.shape == (2, 256, 80)  # 251 STFT frames, padded to 256
-    assert lengths.tolist() == [250, 155]
-    assert torch.all(features[0, 250:] == 0) and torch.all(features[1, 155:] == 0)
+@pytest.mark.parity
+def test_time_axis_padding_follows_pad_to(nemo_fixtures: Path, nemo_model: str) -> None:
+    section = _nemo_section(nemo_fixtures, nemo_model, "preprocessor")
+    pad_to = section.get("pad_to", 16)
+    featurizer = build_preprocessor(section).eval()
+    inputs = np.load(nemo_fixtures / "inputs.npz")
+    reference = np.load(nemo_fixtures / f"{nemo_model}_reference.npz")
+    features, lengths = featurizer(torch.from_numpy(inputs["batch"]), torch.from_numpy(inputs["batch_len"]))
+    stft_frames = int(lengths.max()) + 1  # the last STFT frame counts as padding
+    if pad_to > 0:  # right-padded to the next multiple of pad_to
+        assert features.shape[1] % pad_to == 0 and 0 <= features.shape[1] - stft_frames < pad_to
+    else:
+        assert features.shape[1] == stft_frames
+    assert features.shape == reference["batch_processed_signal"].transpose(0, 2, 1).shape
+    assert lengths.tolist() == reference["batch_processed_signal_length"].tolist()
+    for row, length in enumerate(lengths.tolist()):
+        assert torch.all(features[row, length:] == 0)
 
 
 # --------------------------------------------------------------------------- featurizer behaviour
@@ -237,10 +244,10 @@ def test_mel_filterbank_without_norm_peaks_at_one() -> None:
     assert torch.all(peaks[1:] >= peaks[:-1])
 
 
-def test_loads_nemo_buffers_into_a_model_preprocessor(nemo_fixtures: Path) -> None:
+def test_loads_nemo_buffers_into_a_model_preprocessor(nemo_fixtures: Path, nemo_model: str) -> None:
     model = torch.nn.Module()
-    model.preprocessor = _small()
-    stored = _nemo_state_dict(nemo_fixtures / "conformer_rnnt_bpe.nemo")
+    model.preprocessor = build_preprocessor(_nemo_section(nemo_fixtures, nemo_model, "preprocessor"))
+    stored = _nemo_state_dict(nemo_fixtures / f"{nemo_model}.nemo")
     subset = {k: v for k, v in stored.items() if k.startswith("preprocessor.")}
     model.load_state_dict(subset, strict=True)
     assert torch.equal(model.preprocessor.featurizer.fb, stored["preprocessor.featurizer.fb"])
@@ -362,9 +369,8 @@ def test_invalid_spec_augment_options_raise(options: dict, message: str) -> None
         SpecAugment(**options)
 
 
-@pytest.mark.parametrize("name", NEMO_MODELS)
-def test_build_spec_augment_from_nemo_config(nemo_fixtures: Path, name: str) -> None:
-    section = _nemo_section(nemo_fixtures, name, "spec_augment")
+def test_build_spec_augment_from_nemo_config(nemo_fixtures: Path, nemo_model: str) -> None:
+    section = _nemo_section(nemo_fixtures, nemo_model, "spec_augment")
     augment = build_spec_augment(section)
     keys = ("freq_masks", "time_masks", "freq_width", "time_width")
     assert tuple(getattr(augment, k) for k in keys) == tuple(section[k] for k in keys)

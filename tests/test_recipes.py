@@ -1,18 +1,23 @@
 """Every shipped recipe builds, and its size matches the published one."""
 
+import json
+import logging
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from myna.config import load_config
+from myna.data.manifest import filter_entries, read_manifest
 from myna.interop.adapter import build_model
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
-# Published sizes (NeMo's model cards; the dummy is myna's prototyping size).
+# Published sizes (NeMo's model cards; the dummy and the small CTC model are myna's own sizes).
 PUBLISHED_PARAMETERS = {
     "contextnet_rnnt_dummy": 0.5e6,
+    "conformer_ctc_small": 1.6e6,
     "contextnet_rnnt": 144e6,
     "conformer_transducer_bpe_large": 120e6,
     "conformer_transducer_bpe_xlarge": 600e6,
@@ -37,3 +42,18 @@ def test_unknown_encoder_target_is_an_error_naming_it():
     cfg = load_config(CONF / "contextnet_rnnt_dummy.yaml", ["model.encoder._target_=my.FancyEncoder"])
     with pytest.raises(ValueError, match="my.FancyEncoder"):
         build_model(cfg.model, _VocabOnly(32))
+
+
+def test_recipes_max_duration_filter_drops_and_counts_long_utterances(tmp_path, caplog):
+    recipe = yaml.safe_load((CONF / "conformer_transducer_bpe_large.yaml").read_text())
+    max_duration = recipe["model"]["train_ds"]["max_duration"]
+    assert max_duration == 20.0
+    manifest = tmp_path / "train.json"
+    durations = [3.0, 19.9, 20.0, 20.5, 35.0]
+    manifest.write_text("".join(json.dumps({"audio_filepath": f"a{i}.wav", "duration": d, "text": "x"}) + "\n"
+                                for i, d in enumerate(durations)))
+    with caplog.at_level(logging.WARNING, logger="myna.data"):
+        kept, report = filter_entries(read_manifest(manifest), max_duration=max_duration, name="train_ds")
+    assert [e.duration for e in kept] == [3.0, 19.9, 20.0]
+    assert report.num_dropped == 2 and report.dropped == {"duration > 20.0 s": (2, 55.5)}
+    assert "dropped 2 with duration > 20.0 s" in caplog.text

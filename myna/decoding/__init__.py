@@ -84,6 +84,7 @@ def resolve_strategy(model: DecodableModel, strategy: str) -> str:
     return name
 
 
+@torch.inference_mode()
 def decode(
     model: DecodableModel,
     encoded: torch.Tensor,

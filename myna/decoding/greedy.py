@@ -126,6 +126,7 @@ def transducer_greedy_search(
     return hyps
 
 
+@torch.inference_mode()
 def ctc_greedy_search(log_probs: torch.Tensor, lengths: torch.Tensor, blank_id: int) -> list[Hypothesis]:
     """Best-path CTC decoding: frame argmax, merge repeats, drop blanks.
 

@@ -10,9 +10,6 @@ from myna.interop.adapter import build
 from myna.nn.joint import RNNTJoint
 from myna.nn.prediction import RNNTPredictionNetwork
 
-RNNT_FIXTURES = ["conformer_rnnt_bpe", "contextnet_rnnt_bpe", "fastconformer_hybrid_rnnt_ctc_bpe"]
-
-
 def _sub_state(state_dict, prefix):
     return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
@@ -26,16 +23,16 @@ def _decoder_and_joint(nemo_fixtures, name):
                   encoder_hidden=cfg["joint"]["jointnet"]["encoder_hidden"], pred_hidden=decoder.output_dim)
     decoder.load_state_dict(_sub_state(archive.state_dict, "decoder."), strict=True)
     joint.load_state_dict(_sub_state(archive.state_dict, "joint."), strict=True)
-    return decoder.eval(), joint.eval(), vocab
+    return decoder.eval(), joint.eval(), vocab, cfg["decoding"]["greedy"]["max_symbols"]
 
 
-@pytest.mark.parametrize("name", RNNT_FIXTURES)
-def test_greedy_tokens_and_frames_match_nemo(nemo_fixtures, name):
-    ref = np.load(nemo_fixtures / f"{name}_reference.npz")
-    decoder, joint, blank = _decoder_and_joint(nemo_fixtures, name)
+@pytest.mark.parity
+def test_greedy_tokens_and_frames_match_nemo(nemo_fixtures, transducer_model):
+    ref = np.load(nemo_fixtures / f"{transducer_model}_reference.npz")
+    decoder, joint, blank, max_symbols = _decoder_and_joint(nemo_fixtures, transducer_model)
     encoded = torch.from_numpy(ref["batch_encoded"]).transpose(1, 2)  # (B, T, D)
     hyps = transducer_greedy_search(encoded, torch.from_numpy(ref["batch_encoded_len"]), decoder, joint,
-                                    blank_id=blank, max_symbols_per_step=10)
+                                    blank_id=blank, max_symbols_per_step=max_symbols)
     lengths = ref["batch_greedy_rnnt_tokens_len"].tolist()
     tokens = np.split(ref["batch_greedy_rnnt_tokens_flat"], np.cumsum(lengths)[:-1])
     frames = np.split(ref["batch_greedy_rnnt_frame_idx_flat"], np.cumsum(lengths)[:-1])
@@ -78,8 +75,9 @@ def test_max_symbols_per_step_caps_labels_on_each_frame():
     assert hyps[1].timestamps == [0, 0, 1, 1]
 
 
-def test_ctc_greedy_matches_nemo_collapsed_ids(nemo_fixtures):
-    ref = np.load(nemo_fixtures / "conformer_ctc_bpe_reference.npz")
+@pytest.mark.parity
+def test_ctc_greedy_matches_nemo_collapsed_ids(nemo_fixtures, ctc_model):
+    ref = np.load(nemo_fixtures / f"{ctc_model}_reference.npz")
     log_probs = torch.from_numpy(ref["batch_log_probs"])
     hyps = ctc_greedy_search(log_probs, torch.from_numpy(ref["batch_encoded_len"]), blank_id=log_probs.shape[-1] - 1)
     lengths = ref["batch_greedy_ctc_ids_len"].tolist()

@@ -210,3 +210,16 @@ def test_registering_a_target_takes_one_call_and_checks_its_keys_and_nested_sect
 def test_check_reports_missing_required_keys():
     with pytest.raises(ValueError, match=r"model\.aux_ctc .*missing key\(s\) \['decoder'\]"):
         check({"ctc_loss_weight": 0.3}, AUX_CTC_KEYS, "model.aux_ctc", "the hybrid model's CTC head")
+
+
+@pytest.mark.parametrize("joint_keys, expected", [
+    ({"fuse_loss_wer": True, "fused_batch_size": 4}, 4),
+    ({"fused_batch_size": 2}, 2),  # no fuse_loss_wer key: on
+    ({"fuse_loss_wer": False, "fused_batch_size": 4}, 0),  # NeMo ignores the size then, so does myna
+])
+def test_build_model_reads_joint_fused_batch_size(nemo_fixtures, transducer_model, joint_keys, expected):
+    cfg = _fixture_model_config(nemo_fixtures, transducer_model)
+    cfg["joint"] = {k: v for k, v in cfg["joint"].items() if k not in ("fuse_loss_wer", "fused_batch_size")}
+    cfg["joint"].update(joint_keys)
+    model = build_model(cfg, _Vocab(_vocab_size(cfg)))
+    assert model.fused_batch_size == expected

@@ -1,5 +1,6 @@
 """RNN-T losses against a float64 brute-force dynamic program written here, plus edge cases."""
 
+import json
 import math
 
 import numpy as np
@@ -488,19 +489,18 @@ def test_bad_boundary_and_symbols_raise_with_the_values():
 # --------------------------------------------------------------------------- NeMo parity
 
 
-def test_transducer_loss_matches_nemo_fixture(nemo_fixtures):
-    path = nemo_fixtures / "conformer_rnnt_bpe_reference.npz"
-    if not path.is_file():
-        pytest.skip(f"missing {path}")
-    ref = np.load(path)
+@pytest.mark.parity
+def test_transducer_loss_matches_nemo_fixture(nemo_fixtures, transducer_model):
+    ref = np.load(nemo_fixtures / f"{transducer_model}_reference.npz")
+    blank = json.loads((nemo_fixtures / f"{transducer_model}_reference.json").read_text())["blank_id"]
     log_probs = torch.from_numpy(ref["batch_joint_output"])  # (B, T', U+1, V+1) log-probs
     targets = torch.from_numpy(ref["targets"])
     target_len = torch.from_numpy(ref["target_len"])
     enc_len = torch.from_numpy(ref["batch_encoded_len"])
-    per_utt = transducer_loss(log_probs, targets, enc_len, target_len, blank=128, reduction="none")
-    mean = transducer_loss(log_probs, targets, enc_len, target_len, blank=128)
+    per_utt = transducer_loss(log_probs, targets, enc_len, target_len, blank=blank, reduction="none")
+    mean = transducer_loss(log_probs, targets, enc_len, target_len, blank=blank)
     assert_close(per_utt, torch.from_numpy(ref["batch_rnnt_loss_per_utt"]), rtol=1e-4)
     assert_close(mean, torch.tensor(float(ref["batch_rnnt_loss"])), rtol=1e-4)
     # raw logits (log-probs + per-cell constant) give the same loss
     raw = log_probs + torch.from_numpy(ref["batch_joint_logit_lse"])[..., None]
-    assert_close(transducer_loss(raw, targets, enc_len, target_len, 128, "none"), per_utt, rtol=1e-5)
+    assert_close(transducer_loss(raw, targets, enc_len, target_len, blank, "none"), per_utt, rtol=1e-5)

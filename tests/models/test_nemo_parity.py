@@ -8,8 +8,7 @@ import myna
 from myna.models.ctc import CTCModel
 from myna.models.transducer import TransducerModel
 
-RNNT = ["conformer_rnnt_bpe", "contextnet_rnnt_bpe", "fastconformer_hybrid_rnnt_ctc_bpe"]
-ALL = RNNT + ["conformer_ctc_bpe"]
+pytestmark = pytest.mark.parity
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +24,8 @@ def _max_abs(a, b):
     return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).max())
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_loaded_model_matches_features_encoder_and_lengths(nemo_fixtures, inputs, name):
-    model, ref = _load(nemo_fixtures, name)
+def test_loaded_model_matches_features_encoder_and_lengths(nemo_fixtures, inputs, nemo_model):
+    model, ref = _load(nemo_fixtures, nemo_model)
     assert not model.training
     audio, lengths = torch.from_numpy(inputs["batch"]), torch.from_numpy(inputs["batch_len"])
     with torch.no_grad():
@@ -41,9 +39,8 @@ def test_loaded_model_matches_features_encoder_and_lengths(nemo_fixtures, inputs
     assert _max_abs(encoded.transpose(1, 2), ref["batch_encoded"]) < 1e-4
 
 
-@pytest.mark.parametrize("name", RNNT)
-def test_loaded_transducer_matches_prediction_joint_loss_and_greedy(nemo_fixtures, name):
-    model, ref = _load(nemo_fixtures, name)
+def test_loaded_transducer_matches_prediction_joint_loss_and_greedy(nemo_fixtures, transducer_model):
+    model, ref = _load(nemo_fixtures, transducer_model)
     assert isinstance(model, TransducerModel)
     encoded = torch.from_numpy(ref["batch_encoded"]).transpose(1, 2)
     encoded_lengths = torch.from_numpy(ref["batch_encoded_len"])
@@ -65,8 +62,8 @@ def test_loaded_transducer_matches_prediction_joint_loss_and_greedy(nemo_fixture
     assert [h.text for h in hyps] == ref["batch_greedy_rnnt_text"].tolist()
 
 
-def test_loaded_ctc_model_matches_log_probs_loss_and_text(nemo_fixtures):
-    model, ref = _load(nemo_fixtures, "conformer_ctc_bpe")
+def test_loaded_ctc_model_matches_log_probs_loss_and_text(nemo_fixtures, ctc_model):
+    model, ref = _load(nemo_fixtures, ctc_model)
     assert isinstance(model, CTCModel)
     encoded = torch.from_numpy(ref["batch_encoded"]).transpose(1, 2)
     encoded_lengths = torch.from_numpy(ref["batch_encoded_len"])
@@ -79,7 +76,6 @@ def test_loaded_ctc_model_matches_log_probs_loss_and_text(nemo_fixtures):
     assert [h.text for h in hyps] == ref["batch_greedy_ctc_text"].tolist()
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_transcribe_from_the_wav_equals_nemo_transcribe(nemo_fixtures, name):
-    model, ref = _load(nemo_fixtures, name)
+def test_transcribe_from_the_wav_equals_nemo_transcribe(nemo_fixtures, nemo_model):
+    model, ref = _load(nemo_fixtures, nemo_model)
     assert model.transcribe([nemo_fixtures / "input_single.wav"]) == ref["transcribe_single_text"].tolist()

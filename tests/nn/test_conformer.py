@@ -10,12 +10,7 @@ import torch
 import yaml
 
 from myna.interop.adapter import build
-from myna.nn.attention import RelPositionalEncoding, RelPositionMultiHeadAttention, rel_shift
 from myna.nn.conformer import ConformerEncoder, make_attention_masks, stochastic_depth_drop_probs
-from myna.nn.subsampling import ConvSubsampling, conv_output_lengths
-
-NEMO_CONFORMERS = ["conformer_rnnt_bpe", "conformer_ctc_bpe", "fastconformer_hybrid_rnnt_ctc_bpe"]
-
 
 def _read_nemo(path: Path):
     """(config dict, state dict) of an uncompressed .nemo tar."""
@@ -33,9 +28,10 @@ def _nemo_encoder(nemo_fixtures: Path, name: str, **overrides) -> ConformerEncod
     return enc.eval()
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("use_sdpa", [True, False], ids=["sdpa", "explicit"])
-@pytest.mark.parametrize("name", NEMO_CONFORMERS)
-def test_encoder_matches_nemo_reference_on_whole_tensor(nemo_fixtures, name, use_sdpa):
+def test_encoder_matches_nemo_reference_on_whole_tensor(nemo_fixtures, conformer_model, use_sdpa):
+    name = conformer_model
     enc = _nemo_encoder(nemo_fixtures, name, use_sdpa=use_sdpa)
     ref = np.load(nemo_fixtures / f"{name}_reference.npz")
     for prefix in ("single", "batch"):
@@ -52,16 +48,16 @@ def test_encoder_matches_nemo_reference_on_whole_tensor(nemo_fixtures, name, use
         assert err <= 1e-4, f"{name} {prefix}: max abs error {err:.3g}"
 
 
-def test_nemo_parameter_names_are_state_dict_keys_without_prefix(nemo_fixtures):
+@pytest.mark.parity
+def test_nemo_parameter_names_are_state_dict_keys_without_prefix(nemo_fixtures, conformer_model):
     import json
 
-    for name in NEMO_CONFORMERS:
-        keys = json.loads((nemo_fixtures / f"{name}_state_dict.json").read_text())
-        cfg = yaml.safe_load((nemo_fixtures / f"{name}_model_config.yaml").read_text())
-        enc = build(cfg["encoder"], "model.encoder", "encoder")
-        ours = {k: list(v.shape) for k, v in enc.state_dict().items()}
-        theirs = {k[len("encoder.") :]: v["shape"] for k, v in keys.items() if k.startswith("encoder.")}
-        assert ours == theirs
+    keys = json.loads((nemo_fixtures / f"{conformer_model}_state_dict.json").read_text())
+    cfg = yaml.safe_load((nemo_fixtures / f"{conformer_model}_model_config.yaml").read_text())
+    enc = build(cfg["encoder"], "model.encoder", "encoder")
+    ours = {k: list(v.shape) for k, v in enc.state_dict().items()}
+    theirs = {k[len("encoder.") :]: v["shape"] for k, v in keys.items() if k.startswith("encoder.")}
+    assert ours == theirs
 
 
 def test_nemo_large_conformer_builds_on_meta_device():
@@ -124,28 +120,6 @@ def test_padding_does_not_change_valid_frames():
     torch.testing.assert_close(batch[1, : n[1]], alone[0, : m[0]], rtol=1e-5, atol=1e-5)
 
 
-def test_sdpa_and_explicit_attention_agree_with_masks():
-    torch.manual_seed(2)
-    att = RelPositionMultiHeadAttention(n_head=4, n_feat=32, use_sdpa=True).eval()
-    torch.nn.init.normal_(att.pos_bias_u)
-    torch.nn.init.normal_(att.pos_bias_v)
-    ref = RelPositionMultiHeadAttention(n_head=4, n_feat=32, use_sdpa=False).eval()
-    ref.load_state_dict(att.state_dict())
-    x = torch.randn(2, 9, 32)
-    _, pos = RelPositionalEncoding(32, 0.0, max_len=4)(x)  # also extends the table past max_len
-    _, mask = make_attention_masks(torch.tensor([9, 5]), 9, (3, 1))
-    torch.testing.assert_close(att(x, mask, pos), ref(x, mask, pos), rtol=1e-5, atol=1e-5)
-
-
-def test_rel_shift_aligns_relative_positions_with_keys():
-    t = 4
-    rel = torch.arange(t - 1, -t, -1).float()  # column j holds relative position T-1-j
-    scores = rel.expand(1, 1, t, 2 * t - 1)
-    shifted = rel_shift(scores)[..., :t]
-    expected = torch.arange(t)[:, None] - torch.arange(t)[None, :]  # query i, key k -> i - k
-    assert torch.equal(shifted[0, 0], expected.float())
-
-
 def test_attention_masks_regular_and_chunked_limited():
     pad, att = make_attention_masks(torch.tensor([4, 2]), 4, (1, 0), "regular")
     assert pad.tolist() == [[False] * 4, [False, False, True, True]]
@@ -159,14 +133,6 @@ def test_attention_masks_regular_and_chunked_limited():
         [1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 0, 0],
         [0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1],
     ]
-
-
-def test_subsampled_lengths_follow_nemo_formula():
-    lengths = torch.tensor([250, 154, 1, 7])
-    assert conv_output_lengths(lengths, 2, 3, 2, 2).tolist() == [63, 39, 1, 2]
-    assert conv_output_lengths(lengths, 2, 3, 2, 3).tolist() == [32, 20, 1, 1]
-    causal = ConvSubsampling("striding", 4, feat_in=16, feat_out=8, conv_channels=4, is_causal=True)
-    assert causal.output_lengths(lengths).tolist() == [64, 40, 1, 3]  # floor(L/2)+1 twice
 
 
 @pytest.mark.parametrize(

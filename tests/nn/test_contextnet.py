@@ -12,9 +12,6 @@ import yaml
 from myna.interop.adapter import build
 from myna.nn.contextnet import ContextNetBlockSpec, ContextNetEncoder
 
-FIXTURE = "contextnet_rnnt_bpe"
-
-
 def _load_nemo(path):
     """(config dict, state dict) from an uncompressed .nemo tar."""
     with tarfile.open(path) as tar:
@@ -33,16 +30,16 @@ def _from_nemo(section):
 
 
 @pytest.fixture(scope="module")
-def nemo_encoder(nemo_fixtures):
-    cfg, weights = _load_nemo(nemo_fixtures / f"{FIXTURE}.nemo")
+def nemo_encoder(nemo_fixtures, contextnet_model):
+    cfg, weights = _load_nemo(nemo_fixtures / f"{contextnet_model}.nemo")
     encoder = _from_nemo(cfg["encoder"])
     encoder.load_state_dict(_strip(weights, "encoder."), strict=True)
     return encoder.eval()
 
 
 @pytest.fixture(scope="module")
-def reference(nemo_fixtures):
-    return np.load(nemo_fixtures / f"{FIXTURE}_reference.npz")
+def reference(nemo_fixtures, contextnet_model):
+    return np.load(nemo_fixtures / f"{contextnet_model}_reference.npz")
 
 
 def _dummy_config():
@@ -60,6 +57,7 @@ def _dummy_config():
     )
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("prefix", ["single", "batch"])
 def test_encoder_matches_nemo_reference(nemo_encoder, reference, prefix):
     features = torch.from_numpy(reference[f"{prefix}_processed_signal"]).transpose(1, 2)  # (B, T, F)
@@ -73,16 +71,22 @@ def test_encoder_matches_nemo_reference(nemo_encoder, reference, prefix):
     assert error <= 1e-4 * max(1.0, expected.abs().max().item()), error
 
 
-def test_encoder_parameter_names_and_shapes_equal_nemo_keys(nemo_encoder, nemo_fixtures):
-    listed = json.loads((nemo_fixtures / f"{FIXTURE}_state_dict.json").read_text())
+@pytest.mark.parity
+def test_encoder_parameter_names_and_shapes_equal_nemo_keys(nemo_encoder, nemo_fixtures, contextnet_model):
+    listed = json.loads((nemo_fixtures / f"{contextnet_model}_state_dict.json").read_text())
     expected = {k[len("encoder."):]: v["shape"] for k, v in listed.items() if k.startswith("encoder.")}
     ours = {k: list(v.shape) for k, v in nemo_encoder.state_dict().items()}
     assert ours == expected
 
 
-def test_encoder_reports_stride_and_output_dim(nemo_encoder):
-    assert nemo_encoder.stride == nemo_encoder.subsampling_factor == 4
-    assert nemo_encoder.output_dim == 96
+@pytest.mark.parity
+def test_encoder_reports_stride_and_output_dim(nemo_encoder, reference):
+    # NeMo's stride-2 blocks give ceil(L / 2): the reference lengths follow the reported stride.
+    stride = nemo_encoder.stride
+    assert stride == nemo_encoder.subsampling_factor and stride > 1
+    feature_lengths = reference["batch_processed_signal_length"]
+    assert reference["batch_encoded_len"].tolist() == [-(-int(n) // stride) for n in feature_lengths]
+    assert nemo_encoder.output_dim == reference["batch_encoded"].shape[1]
 
 
 def test_padding_frames_do_not_change_valid_outputs(nemo_encoder, reference):

@@ -13,7 +13,6 @@ from myna.nn.ctc_head import CTCHead
 from myna.nn.joint import RNNTJoint
 from myna.nn.prediction import RNNTPredictionNetwork
 
-RNNT_FIXTURES = ["conformer_rnnt_bpe", "contextnet_rnnt_bpe", "fastconformer_hybrid_rnnt_ctc_bpe"]
 TOL = 1e-4
 
 
@@ -33,10 +32,10 @@ def _max_error(ours, expected):
     return (ours - expected).abs().max().item()
 
 
-@pytest.fixture(scope="module", params=RNNT_FIXTURES)
-def rnnt(request, nemo_fixtures):
-    """(name, prediction net, joint, reference arrays) for one RNN-T fixture, in eval mode."""
-    name = request.param
+@pytest.fixture(scope="module")
+def rnnt(nemo_fixtures, transducer_model):
+    """(config, prediction net, joint, reference arrays) for one RNN-T fixture, in eval mode."""
+    name = transducer_model
     cfg, weights = _load_nemo(nemo_fixtures / f"{name}.nemo")
     decoder = build(cfg["decoder"], "model.decoder", "rnnt_decoder", num_tokens=cfg["decoder"]["vocab_size"])
     decoder.load_state_dict(_strip(weights, "decoder."), strict=True)
@@ -44,13 +43,14 @@ def rnnt(request, nemo_fixtures):
                   encoder_hidden=cfg["joint"]["jointnet"]["encoder_hidden"], pred_hidden=decoder.output_dim)
     joint.load_state_dict(_strip(weights, "joint."), strict=True)
     reference = dict(np.load(nemo_fixtures / f"{name}_reference.npz"))
-    return name, decoder.eval(), joint.eval(), reference
+    return cfg, decoder.eval(), joint.eval(), reference
 
 
 def _targets(reference):
     return torch.from_numpy(reference["targets"]), torch.from_numpy(reference["target_len"])
 
 
+@pytest.mark.parity
 def test_prediction_network_matches_nemo_decoder(rnnt):
     _, decoder, _, ref = rnnt
     targets, target_len = _targets(ref)
@@ -63,15 +63,16 @@ def test_prediction_network_matches_nemo_decoder(rnnt):
     assert _max_error(c, torch.from_numpy(ref["batch_decoder_state_c"])) <= TOL
 
 
+@pytest.mark.parity
 def test_joint_log_softmax_matches_nemo_joint(rnnt):
-    _, decoder, joint, ref = rnnt
+    cfg, decoder, joint, ref = rnnt
     encoded = torch.from_numpy(ref["batch_encoded"]).transpose(1, 2)  # (B, T, D)
     pred_out = torch.from_numpy(ref["batch_decoder_output"]).transpose(1, 2)  # (B, U+1, H)
     with torch.no_grad():
         logits = joint(encoded, pred_out)
     expected = torch.from_numpy(ref["batch_joint_output"])  # NeMo on CPU: log-probs
     assert logits.shape == expected.shape
-    assert logits.size(-1) == joint.num_classes_with_blank == 129
+    assert logits.size(-1) == joint.num_classes_with_blank == len(cfg["joint"]["vocabulary"]) + 1
     assert _max_error(logits.log_softmax(-1), expected) <= TOL
     raw = expected + torch.from_numpy(ref["batch_joint_logit_lse"]).unsqueeze(-1)
     assert _max_error(logits, raw) <= TOL * max(1.0, raw.abs().max().item())
@@ -117,8 +118,10 @@ def test_blank_token_step_equals_start_step(rnnt):
     torch.testing.assert_close(blank, start)
 
 
+@pytest.mark.parity
 def test_frame_synchronous_greedy_with_step_reproduces_nemo_tokens(rnnt):
-    _, decoder, joint, ref = rnnt
+    cfg, decoder, joint, ref = rnnt
+    max_symbols = cfg["decoding"]["greedy"]["max_symbols"]
     encoded = torch.from_numpy(ref["batch_encoded"]).transpose(1, 2)
     lengths = ref["batch_encoded_len"].tolist()
     expected = np.split(ref["batch_greedy_rnnt_tokens_flat"], np.cumsum(ref["batch_greedy_rnnt_tokens_len"])[:-1])
@@ -130,7 +133,7 @@ def test_frame_synchronous_greedy_with_step_reproduces_nemo_tokens(rnnt):
             g = joint.project_prediction(out)[0]  # (J,)
             tokens = []
             for t in range(length):
-                for _ in range(10):
+                for _ in range(max_symbols):
                     best = int(joint.joint_after_projection(f[t], g).argmax())
                     if best == blank:
                         break
@@ -172,15 +175,13 @@ def test_unsupported_joint_activation_is_a_value_error_naming_it():
         RNNTJoint(encoder_hidden=4, pred_hidden=4, joint_hidden=4, num_classes=3, activation="softsign")
 
 
-@pytest.mark.parametrize(
-    "name, prefix, section, expected_key",
-    [
-        ("conformer_ctc_bpe", "decoder.", ("decoder",), "batch_log_probs"),
-        ("fastconformer_hybrid_rnnt_ctc_bpe", "ctc_decoder.", ("aux_ctc", "decoder"), "batch_ctc_log_probs"),
-    ],
-)
-def test_ctc_head_matches_nemo_conv_asr_decoder(nemo_fixtures, name, prefix, section, expected_key):
+@pytest.mark.parity
+def test_ctc_head_matches_nemo_conv_asr_decoder(nemo_fixtures, ctc_head_model):
+    name = ctc_head_model
     cfg, weights = _load_nemo(nemo_fixtures / f"{name}.nemo")
+    hybrid = bool(cfg.get("aux_ctc"))  # the hybrid's head is aux_ctc.decoder, weights under ctc_decoder.
+    prefix, section = ("ctc_decoder.", ("aux_ctc", "decoder")) if hybrid else ("decoder.", ("decoder",))
+    expected_key = "batch_ctc_log_probs" if hybrid else "batch_log_probs"
     for key in section:
         cfg = cfg[key]
     head = CTCHead(feat_in=cfg["feat_in"], num_classes=cfg["num_classes"])

@@ -1,5 +1,7 @@
 """myna.text: SentencePiece tokenizers, NeMo's file formats and NeMo tokenizer parity."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -51,18 +53,22 @@ def test_load_tokenizer_errors_name_the_path(tmp_path):
         load_tokenizer(tmp_path / "missing.model")
 
 
-def test_nemo_tokenizer_dir_loads_and_matches_fixture_targets(nemo_fixtures):
+@pytest.mark.parity
+def test_nemo_tokenizer_dir_loads_and_matches_fixture_targets(nemo_fixtures, nemo_model):
+    info = json.loads((nemo_fixtures / f"{nemo_model}_reference.json").read_text())
     tok = load_tokenizer(nemo_fixtures / "tokenizer")
-    assert isinstance(tok, SentencePieceTokenizer) and tok.vocab_size == 128
-    ref = np.load(nemo_fixtures / "contextnet_rnnt_bpe_reference.npz")
-    for row, text in enumerate(["the quick brown fox jumps", "hello world"]):
+    assert isinstance(tok, SentencePieceTokenizer) and tok.vocab_size == info["tokenizer_vocab_size"]
+    ref = np.load(nemo_fixtures / f"{nemo_model}_reference.npz")
+    for row, text in enumerate(info["target_texts"]):
         n = int(ref["target_len"][row])
         assert tok.encode(text) == ref["targets"][row, :n].tolist()
         assert tok.decode(ref["targets"][row, :n]) == text
 
 
+@pytest.mark.parity
 def test_train_sentencepiece_reproduces_nemo_create_spt_model(nemo_fixtures, tmp_path):
-    texts = (nemo_fixtures / "tokenizer_corpus.txt").read_text().splitlines()
-    train_sentencepiece(texts, tmp_path, vocab_size=128)
+    index = json.loads((nemo_fixtures / "index.json").read_text())["tokenizer"]
+    texts = (nemo_fixtures / index["corpus"]).read_text().splitlines()
+    train_sentencepiece(texts, tmp_path, vocab_size=index["vocab_size"], lowercase=index["do_lower_case"])
     for name in ("tokenizer.vocab", "vocab.txt"):
         assert (tmp_path / name).read_text() == (nemo_fixtures / "tokenizer" / name).read_text()

@@ -1,0 +1,64 @@
+"""SpeechModel.transcribe: NeMo's Python call (paths, arrays, tensors in; texts or hypotheses out)."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import myna
+from myna.decoding.greedy import Hypothesis
+from myna.models.base import Transcript
+
+
+@pytest.fixture(scope="module")
+def wavs(nemo_fixtures):
+    return [nemo_fixtures / "input_single.wav", nemo_fixtures / "input_b2.wav"]
+
+
+def test_paths_arrays_and_tensors_give_the_same_texts(nemo_fixtures, nemo_model, wavs):
+    model = myna.load(nemo_fixtures / f"{nemo_model}.nemo")
+    arrays = [sf.read(w, dtype="float32")[0] for w in wavs]  # the fixture wavs are at the model's rate
+    texts = model.transcribe([str(w) for w in wavs])
+    assert model.transcribe(arrays) == texts
+    assert model.transcribe([torch.from_numpy(arrays[0]), wavs[1]]) == texts  # mixed inputs
+    assert model.transcribe(str(wavs[0])) == texts[:1]  # a single path, as NeMo accepts
+    assert model.transcribe(wavs, batch_size=1) == texts
+    assert all(isinstance(t, Transcript) and t.text == t for t in texts)  # NeMo 2.x+ code reads .text
+
+
+def test_hypotheses_carry_tokens_frames_and_text(nemo_fixtures, transducer_model, wavs):
+    model = myna.load(nemo_fixtures / f"{transducer_model}.nemo")
+    hyps = model.transcribe(wavs, return_hypotheses=True)
+    assert all(isinstance(h, Hypothesis) for h in hyps)
+    assert [h.text for h in hyps] == model.transcribe(wavs)
+    assert all(len(h.tokens) == len(h.timestamps) and h.text == model.tokenizer.decode(h.tokens) for h in hyps)
+
+
+def test_timestamps_give_token_word_and_segment_times_in_seconds(nemo_fixtures, nemo_model, wavs):
+    model = myna.load(nemo_fixtures / f"{nemo_model}.nemo")
+    hyp = model.transcribe(wavs[:1], timestamps=True)[0]
+    stamps = hyp.timestamp
+    assert stamps["timestep"] == hyp.timestamps
+    assert [c["start_offset"] for c in stamps["char"]] == hyp.timestamps
+    frame = model.frame_seconds
+    assert frame == pytest.approx(model.preprocessor.hop_length / model.sample_rate * model.encoder.subsampling_factor)
+    for entry in stamps["char"] + stamps["word"] + stamps["segment"]:
+        assert entry["start"] == pytest.approx(entry["start_offset"] * frame)
+        assert entry["end"] == pytest.approx(entry["end_offset"] * frame)
+        assert entry["start_offset"] < entry["end_offset"]
+    assert " ".join(w["word"] for w in stamps["word"]) == " ".join(hyp.text.split())
+    if stamps["word"]:
+        assert stamps["segment"][0]["start"] == stamps["word"][0]["start"]
+        assert stamps["segment"][-1]["end"] == stamps["word"][-1]["end"]
+
+
+def test_transcribe_restores_training_mode_and_reports_bad_inputs(nemo_fixtures, ctc_model, tmp_path):
+    model = myna.load(nemo_fixtures / f"{ctc_model}.nemo").train()
+    with pytest.raises(ValueError, match=r"audio\[1\]: expected a 1-D mono waveform, got shape \(2, 100\)"):
+        model.transcribe([np.zeros(1600, np.float32), np.zeros((2, 100), np.float32)])
+    assert model.training
+    with pytest.raises(ValueError, match="missing.wav"):
+        model.transcribe([tmp_path / "missing.wav"])
+    with pytest.raises(ValueError, match="batch_size=0"):
+        model.transcribe([np.zeros(1600, np.float32)], batch_size=0)
+    assert model.training
