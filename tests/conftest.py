@@ -87,14 +87,6 @@ def nemo_fixtures(fixtures_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def nemo_tokenizer(nemo_fixtures: Path):
-    """The fixture models' shared tokenizer (the loose copy in ``nemo/tokenizer/``)."""
-    from myna.text import load_tokenizer
-
-    return load_tokenizer(nemo_fixtures / "tokenizer")
-
-
-@pytest.fixture(scope="session")
 def fsdd_dir(shared_dir: Path) -> Path:
     """Free Spoken Digit Dataset (8 kHz real speech)."""
     return shared_dir / "data" / "fsdd"

@@ -291,7 +291,7 @@ def _scaled_kernel(kernel: int, factor: float) -> int:
 
 def _jasper_block(block: Mapping[str, Any], where: str) -> ContextNetBlockSpec:
     return ContextNetBlockSpec(
-        filters=int(block["filters"]),
+        out_channels=int(block["filters"]),
         repeat=int(block["repeat"]),
         kernel_size=_scaled_kernel(_one(block["kernel"], f"{where}.kernel"), float(block.get("kernel_size_factor", 1.0))),
         stride=_one(block["stride"], f"{where}.stride"),

@@ -11,7 +11,7 @@ Parameter names equal NeMo's state-dict keys minus the leading ``encoder.``
 (``encoder.{i}.mconv.{j}.conv.weight``, ``encoder.{i}.res.0.{k}...``), so a NeMo checkpoint loads
 with ``strict=True``.
 
->>> enc = ContextNetEncoder(feat_in=80, blocks=[ContextNetBlockSpec(filters=64, repeat=1, kernel_size=5,
+>>> enc = ContextNetEncoder(feat_in=80, blocks=[ContextNetBlockSpec(out_channels=64, repeat=1, kernel_size=5,
 ...     stride=2, dilation=1, dropout=0.0, residual=False, separable=True, se=True)])
 >>> x, lens = enc(torch.randn(2, 100, 80), torch.tensor([100, 61]))
 >>> x.shape, lens.tolist()
@@ -20,8 +20,7 @@ with ``strict=True``.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Optional, Sequence, Union
 
 import torch
@@ -30,8 +29,9 @@ from torch.utils.checkpoint import checkpoint
 
 from myna.nn.activations import build_activation
 from myna.nn.conformer import _CheckpointedLayer
+from myna.nn.init import init_weights
 
-__all__ = ["ContextNetEncoder", "ContextNetBlockSpec", "ContextNetBlock", "MaskedConv1d", "SqueezeExcite", "init_weights"]
+__all__ = ["ContextNetEncoder", "ContextNetBlockSpec", "ContextNetBlock", "MaskedConv1d", "SqueezeExcite"]
 
 _Padding = Union[int, tuple[int, int]]
 
@@ -40,11 +40,11 @@ _Padding = Union[int, tuple[int, int]]
 class ContextNetBlockSpec:
     """One block of a :class:`ContextNetEncoder` (the typed form of a NeMo ``jasper:`` entry).
 
-    Fields are :class:`ContextNetBlock`'s arguments; ``filters`` is its ``out_channels`` and
+    Fields are :class:`ContextNetBlock`'s arguments (``out_channels`` is NeMo's ``filters``);
     ``residual_mode`` None means the encoder's ``residual_mode``.
     """
 
-    filters: int
+    out_channels: int
     repeat: int
     kernel_size: int
     stride: int
@@ -104,26 +104,9 @@ class ContextNetEncoder(nn.Module):
         modules = []
         factor = 1
         for spec in blocks:
-            block = ContextNetBlock(
-                in_channels=in_channels,
-                out_channels=spec.filters,
-                repeat=spec.repeat,
-                kernel_size=spec.kernel_size,
-                stride=spec.stride,
-                dilation=spec.dilation,
-                dropout=spec.dropout,
-                activation=activation,
-                residual=spec.residual,
-                residual_mode=spec.residual_mode or residual_mode,
-                separable=spec.separable,
-                normalization=normalization_mode,
-                norm_groups=norm_groups,
-                se=spec.se,
-                se_reduction_ratio=spec.se_reduction_ratio,
-                se_context_window=spec.se_context_window,
-                stride_last=spec.stride_last,
-                future_context=spec.future_context,
-            )
+            options = {**asdict(spec), "residual_mode": spec.residual_mode or residual_mode}
+            block = ContextNetBlock(in_channels=in_channels, activation=activation, normalization=normalization_mode,
+                                    norm_groups=norm_groups, **options)
             modules.append(block)
             factor *= block.stride
             in_channels = block.out_channels
@@ -366,38 +349,6 @@ class SqueezeExcite(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             gates = torch.sigmoid(self.fc(context.to(self.fc[0].weight.dtype)))
         return x * gates.to(x.dtype).unsqueeze(-1), lengths
-
-
-def init_weights(module: nn.Module, mode: Optional[str] = "xavier_uniform") -> None:
-    """NeMo's ``init_weights``: conv/linear weights by ``mode``; norms to identity, stats reset.
-
-    ``tds_uniform`` draws U(-b, b) and ``tds_normal`` N(0, b) with b = 2 / sqrt(fan_in)
-    (Time-Depth Separable conv paper). Biases keep PyTorch's default init.
-    """
-    if isinstance(module, (nn.Conv1d, nn.Linear)):
-        if mode is None:
-            return
-        weight = module.weight
-        if mode == "xavier_uniform":
-            nn.init.xavier_uniform_(weight)
-        elif mode == "xavier_normal":
-            nn.init.xavier_normal_(weight)
-        elif mode == "kaiming_uniform":
-            nn.init.kaiming_uniform_(weight, nonlinearity="relu")
-        elif mode == "kaiming_normal":
-            nn.init.kaiming_normal_(weight, nonlinearity="relu")
-        elif mode in ("tds_uniform", "tds_normal"):
-            fan_in = weight.shape[1] * (weight[0][0].numel() if weight.dim() > 2 else 1)
-            bound = 2.0 / math.sqrt(fan_in)
-            with torch.no_grad():
-                if mode == "tds_uniform":
-                    weight.uniform_(-bound, bound)
-                else:
-                    weight.normal_(0.0, bound)
-        else:
-            raise ValueError(f"unknown init_mode {mode!r}")
-    elif isinstance(module, nn.BatchNorm1d):
-        module.reset_parameters()
 
 
 # --- helpers -------------------------------------------------------------------------------------

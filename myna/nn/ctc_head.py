@@ -15,6 +15,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from myna.nn.init import init_weights
+
 __all__ = ["CTCHead"]
 
 
@@ -23,8 +25,8 @@ class CTCHead(nn.Module):
 
     :param feat_in: D, encoder output size.
     :param num_classes: V, vocabulary size excluding blank; the output has V+1 classes, blank = V.
-    :param init_mode: ``xavier_uniform`` (NeMo's default), ``xavier_normal``, ``kaiming_uniform``,
-        ``kaiming_normal`` or None (torch default) for the weight.
+    :param init_mode: weight init, one of :data:`~myna.nn.init.INIT_MODES` (NeMo's default
+        ``xavier_uniform``) or None (torch default).
     """
 
     def __init__(self, feat_in: int, num_classes: int, init_mode: Optional[str] = "xavier_uniform") -> None:
@@ -36,17 +38,7 @@ class CTCHead(nn.Module):
         self.num_classes_with_blank = self.vocab_size + 1
         self.blank_idx = self.vocab_size
         self.decoder_layers = nn.Sequential(nn.Conv1d(self.feat_in, self.num_classes_with_blank, 1, bias=True))
-        weight = self.decoder_layers[0].weight
-        if init_mode == "xavier_uniform":
-            nn.init.xavier_uniform_(weight)
-        elif init_mode == "xavier_normal":
-            nn.init.xavier_normal_(weight)
-        elif init_mode == "kaiming_uniform":
-            nn.init.kaiming_uniform_(weight, nonlinearity="relu")
-        elif init_mode == "kaiming_normal":
-            nn.init.kaiming_normal_(weight, nonlinearity="relu")
-        elif init_mode is not None:
-            raise ValueError(f"CTCHead: unknown init_mode {init_mode!r}")
+        self.apply(lambda module: init_weights(module, init_mode))
 
     def logits(self, encoder_out: torch.Tensor) -> torch.Tensor:
         """:param encoder_out: (B, T, D) float. :return: (B, T, V+1) raw logits."""

@@ -143,12 +143,12 @@ def test_typed_blocks_build_the_encoder_the_nemo_section_describes():
     from_section = _from_nemo(_dummy_config())
     spec = dict(kernel_size=5, dilation=1, separable=True, se=True)
     blocks = [
-        ContextNetBlockSpec(filters=64, repeat=1, stride=1, dropout=0.0, residual=False, **spec),
-        ContextNetBlockSpec(filters=64, repeat=2, stride=2, dropout=0.1, residual=True, stride_last=True,
+        ContextNetBlockSpec(out_channels=64, repeat=1, stride=1, dropout=0.0, residual=False, **spec),
+        ContextNetBlockSpec(out_channels=64, repeat=2, stride=2, dropout=0.1, residual=True, stride_last=True,
                             residual_mode="stride_add", **spec),
-        ContextNetBlockSpec(filters=64, repeat=2, stride=2, dropout=0.1, residual=True, stride_last=True,
+        ContextNetBlockSpec(out_channels=64, repeat=2, stride=2, dropout=0.1, residual=True, stride_last=True,
                             residual_mode="stride_add", **spec),
-        ContextNetBlockSpec(filters=96, repeat=1, stride=1, dropout=0.0, residual=False, **spec),
+        ContextNetBlockSpec(out_channels=96, repeat=1, stride=1, dropout=0.0, residual=False, **spec),
     ]
     torch.manual_seed(0)
     typed = ContextNetEncoder(feat_in=80, blocks=blocks, activation="swish", init_mode="tds_uniform")
