@@ -19,10 +19,8 @@ def test_paths_arrays_and_tensors_give_the_same_texts(nemo_fixtures, nemo_model,
     model = myna.load(nemo_fixtures / f"{nemo_model}.nemo")
     arrays = [sf.read(w, dtype="float32")[0] for w in wavs]  # the fixture wavs are at the model's rate
     texts = model.transcribe([str(w) for w in wavs])
-    assert model.transcribe(arrays) == texts
-    assert model.transcribe([torch.from_numpy(arrays[0]), wavs[1]]) == texts  # mixed inputs
+    assert model.transcribe([arrays[0], torch.from_numpy(arrays[1])], batch_size=1) == texts  # mixed inputs
     assert model.transcribe(str(wavs[0])) == texts[:1]  # a single path, as NeMo accepts
-    assert model.transcribe(wavs, batch_size=1) == texts
     assert all(isinstance(t, Transcript) and t.text == t for t in texts)  # NeMo 2.x+ code reads .text
 
 
