@@ -185,9 +185,9 @@ def _cmd_lm_train(args: argparse.Namespace) -> int:
     tokenizer = None
     if args.tokenizer:
         if args.tokenizer.endswith(".nemo"):
-            from myna.models.io import load_model
+            from myna.interop.nemo import load_nemo
 
-            tokenizer = load_model(args.tokenizer).tokenizer
+            tokenizer = load_nemo(args.tokenizer).tokenizer
         else:
             from myna.text import load_tokenizer
 

@@ -100,7 +100,7 @@ def _ddp_worker(rank, world_size, port, env, corpus, out):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     from myna.config import load_config
     from myna.data.factory import build_loader
-    from myna.models.builder import build_model
+    from myna.interop.adapter import build_model
     from myna.text import load_tokenizer
 
     torch.manual_seed(0)
