@@ -111,7 +111,7 @@ def load_audio(
     if _is_compressed_sphere(source):
         samples, info = _read_sphere(source, name)
         start, stop = _checked_segment(info, offset, duration)
-        return to_mono_at_rate(samples[start:stop], info.sample_rate, sample_rate)
+        return to_mono_at_rate(samples[start:stop], info.sample_rate, sample_rate)  # integer samples: finite
     with _open(source, name) as f:
         info = _info(f, name)
         start, stop = _checked_segment(info, offset, duration)
@@ -123,7 +123,20 @@ def load_audio(
             raise AudioError(f"cannot read audio file {name}: {err}") from err
     if frames.shape[0] == 0:
         raise AudioError(f"read 0 samples from {name} (offset {offset} s, duration {duration} s)")
+    _check_finite(frames, name)
     return to_mono_at_rate(frames, info.sample_rate, sample_rate)
+
+
+def _check_finite(frames: np.ndarray, name: str) -> None:
+    """AudioError when float samples hold NaN or inf (a float WAV can; integer PCM cannot).
+
+    One sum over the samples decides for clean audio (the sum of finite samples in [-1, 1] stays
+    finite); only a non-finite sum pays for counting the bad samples.
+    """
+    if math.isfinite(float(frames.sum(dtype=np.float64))):
+        return
+    bad = int(frames.size - np.count_nonzero(np.isfinite(frames)))
+    raise AudioError(f"audio file {name} has {bad} NaN/inf sample(s) of {frames.size}")
 
 
 def _is_compressed_sphere(source: AudioSource) -> bool:

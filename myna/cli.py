@@ -58,6 +58,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"substitutions={result.rates.substitutions} insertions={result.rates.insertions} "
           f"deletions={result.rates.deletions} words={result.rates.reference_words} "
           f"utterances={result.num_utterances} RTFx={result.rtfx:.1f}")
+    if result.skipped:
+        print(f"not scored (bad audio): {len(result.skipped)} utterance(s): "
+              + "; ".join(f"{utt}" for utt, _ in result.skipped[:10]) + (" ..." if len(result.skipped) > 10 else ""))
     return 0
 
 
@@ -201,6 +204,8 @@ def _cmd_lm_train(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="myna", description="Train, fine-tune and run speech recognisers.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also MYNA_DEBUG=1); errors are one line otherwise")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model from a YAML recipe with NeMo-style overrides")
@@ -333,13 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        # Config, manifest, audio and checkpoint errors name their source; show them plainly.
-        logging.getLogger("myna").debug("error", exc_info=True)
-        print(f"myna {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    from myna.cli_errors import run_reporting
+
+    # Config, manifest, audio and checkpoint errors name their source: one line, no traceback.
+    return run_reporting(args.func, args, command=args.command, debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -115,6 +115,10 @@ DEFAULTS: dict[str, Any] = {
         "limit_val_batches": 1.0,
         "enable_progress_bar": True,
         "deterministic": False,
+        # myna's (see myna.training.guards): skip a batch whose loss or gradients are NaN/inf
+        # (false: stop at the first), and stop once more than max_skipped_batches were (-1: never).
+        "skip_nan_grad": True,
+        "max_skipped_batches": 20,
     },
     "exp_manager": {
         "exp_dir": "exp",
@@ -253,7 +257,9 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = (), defaults
         if not path.is_file():
             raise ConfigError(f"recipe not found: {path}")
         try:
-            recipe = yaml.safe_load(path.read_text()) or {}
+            recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err})") from None
         if not isinstance(recipe, Mapping):

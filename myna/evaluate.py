@@ -9,19 +9,26 @@
 ``wer_contribution`` is the utterance's word errors over the corpus's reference words, so the
 column sums to the corpus WER and sorting by it lists the utterances that cost the most.
 RTFx counts featurizer, encoder and search (not audio loading).
+
+An utterance whose audio cannot be used (missing, undecodable, empty, NaN/inf samples) is not
+scored: it is warned about, named in :attr:`EvaluationResult.skipped` and left out of the rates,
+instead of being scored as garbage. A manifest with no utterance, or none left to score, and a
+line without the transcript key are errors, not a 0% WER.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from tqdm import tqdm
 
+from myna.audio import AudioError
 from myna.data.loader import load_entry_audio
 from myna.data.manifest import read_manifest
 from myna.decoding import decode, resolve_strategy
@@ -30,6 +37,8 @@ from myna.models.base import pad_batch
 
 __all__ = ["EvaluationResult", "evaluate_manifest"]
 
+log = logging.getLogger("myna.evaluate")
+
 
 @dataclass
 class EvaluationResult:
@@ -37,6 +46,7 @@ class EvaluationResult:
     num_utterances: int
     audio_seconds: float
     compute_seconds: float
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (utterance, reason), not scored
 
     @property
     def rtfx(self) -> float:
@@ -67,7 +77,9 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output:
     """
     model.eval()
     strategy = resolve_strategy(model, strategy)  # a strategy the model cannot run fails before any audio is read
-    entries = read_manifest(manifest)
+    entries = read_manifest(manifest, require_text=True)
+    if not entries:
+        raise ValueError(f"{manifest}: the manifest has no utterances to evaluate")
     sample_rate = _sample_rate(model)
     if lm is not None and not hasattr(lm, "token_scores"):
         from myna.decoding.lm import load_lm_scorer
@@ -75,13 +87,21 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output:
         if getattr(model, "tokenizer", None) is None:
             raise ValueError("LM fusion needs the model's tokenizer")
         lm = load_lm_scorer(lm, model.tokenizer.pieces, lm_unit)
-    refs, hyps = [], []
     audio_seconds = compute_seconds = 0.0
     order = sorted(range(len(entries)), key=lambda i: entries[i].duration)  # less padding
     results: dict[int, str] = {}
+    skipped: dict[int, str] = {}
     for start in tqdm(range(0, len(order), batch_size), desc="evaluate", disable=not progress, unit="batch"):
-        chunk = order[start:start + batch_size]
-        waves = [load_entry_audio(entries[i], sample_rate) for i in chunk]
+        chunk, waves = [], []
+        for i in order[start:start + batch_size]:
+            try:
+                waves.append(load_entry_audio(entries[i], sample_rate))
+                chunk.append(i)
+            except AudioError as err:
+                skipped[i] = str(err)
+                log.warning("not scored: %s", err)
+        if not chunk:
+            continue
         audio, lengths = pad_batch(waves)
         audio_seconds += float(lengths.sum()) / sample_rate
         began = time.perf_counter()
@@ -93,9 +113,14 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output:
         compute_seconds += time.perf_counter() - began
         for i, hyp in zip(chunk, decoded):
             results[i] = hyp.text or ""
-    for i, entry in enumerate(entries):
-        refs.append(entry.text)
-        hyps.append(results[i])
+    if not results:
+        raise ValueError(f"{manifest}: no utterance could be scored; all {len(entries)} have bad audio, e.g. "
+                         f"{next(iter(skipped.values()))}")
+    if skipped:
+        log.warning("%s: %d of %d utterance(s) not scored (bad audio)", manifest, len(skipped), len(entries))
+    all_entries, entries = entries, [entry for i, entry in enumerate(entries) if i in results]
+    hyps = [results[i] for i in sorted(results)]
+    refs = [entry.text for entry in entries]
     rates = error_rates(refs, hyps)
     if output is not None:
         total_words = max(rates.reference_words, 1)
@@ -110,4 +135,5 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output:
                                          "reference_words": utt.reference_words,
                                          "wer_contribution": errors / total_words,
                                          "duration": entry.duration}) + "\n")
-    return EvaluationResult(rates, len(entries), audio_seconds, compute_seconds)
+    return EvaluationResult(rates, len(entries), audio_seconds, compute_seconds,
+                            skipped=[(f"{e.where}", skipped[i]) for i, e in enumerate(all_entries) if i in skipped])

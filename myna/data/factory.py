@@ -158,12 +158,14 @@ def manifest_loader(manifests: Any, tokenizer: Any, *, sample_rate: int, batch_s
     Raises:
         ValueError: no utterance left after the duration filters.
     """
-    entries = read_manifest(manifests, text_field=text_field)
+    # Training and validation score against the transcript: a line without it is an error, not "".
+    entries = read_manifest(manifests, text_field=text_field, require_text=True)
     entries, report = filter_entries(entries, min_duration=min_duration, max_duration=max_duration,
                                      name=f"model.{name}")
     if not entries:
         raise ValueError(f"model.{name}: no utterances left after filtering {manifests} ({report})")
-    dataset = AudioToTextDataset(entries, tokenizer, sample_rate)
+    # Bad audio is a counted, named skip (the batch's "skipped" list; myna.training.guards counts it).
+    dataset = AudioToTextDataset(entries, tokenizer, sample_rate, skip_bad_audio=True)
     sampler = DistributedBatchSampler(dataset.durations, batch_size, world_size=world_size, rank=rank,
                                       shuffle=shuffle or randomization_factor is not None, seed=seed,
                                       drop_last=drop_last, randomization_factor=randomization_factor)

@@ -40,12 +40,18 @@ class AudioToTextDataset(Dataset):
         tokenizer: anything with ``encode(text) -> list[int]``; None gives empty token
             sequences (for unlabelled audio, e.g. transcription).
         sample_rate: rate in Hz the audio is resampled to.
+        skip_bad_audio: an utterance whose audio cannot be used (missing, undecodable, empty,
+            NaN/inf samples, shorter than the manifest says) becomes a skip item
+            ``{"skip": id, "reason": message, "index": i}`` that :func:`collate_audio_text` passes
+            on as the batch's ``skipped`` list, to be counted and named by the consumer (training);
+            False raises the AudioError instead.
     """
 
     def __init__(self, entries: Sequence[ManifestEntry], tokenizer: Tokenizer | None,
-                 sample_rate: int):
+                 sample_rate: int, skip_bad_audio: bool = False):
         self.entries = list(entries)
         self.sample_rate = sample_rate
+        self.skip_bad_audio = skip_bad_audio
         self.tokens = [tokenizer.encode(e.text) if tokenizer is not None else []
                        for e in self.entries]
 
@@ -72,7 +78,12 @@ class AudioToTextDataset(Dataset):
                 missing, empty, unreadable or shorter than the manifest says.
         """
         entry = self.entries[index]
-        audio = load_entry_audio(entry, self.sample_rate)
+        try:
+            audio = load_entry_audio(entry, self.sample_rate)
+        except AudioError as err:
+            if not self.skip_bad_audio:
+                raise
+            return {"skip": entry.where, "reason": str(err), "index": index}
         tokens = torch.tensor(self.tokens[index], dtype=torch.int64)
         return {"audio": audio, "tokens": tokens, "index": index, "id": entry.where}
 
@@ -104,8 +115,15 @@ def collate_audio_text(items: Sequence[dict]) -> dict[str, torch.Tensor]:
         ``tokens`` (B, Umax) int64, padded with 0 (a real id; use the lengths);
         ``token_lengths`` (B,) int64, the U_i;
         ``indices`` (B,) int64, dataset indices of the rows;
-        ``ids`` (list of B str), the utterances' names, when the items have ``id``.
+        ``ids`` (list of B str), the utterances' names, when the items have ``id``;
+        ``skipped`` (list of (id, reason)) when some items are skip items of a dataset with
+        ``skip_bad_audio``; a batch of skip items only is ``{"skipped": [...]}`` alone.
     """
+    skipped = [(str(item["skip"]), str(item["reason"])) for item in items if "skip" in item]
+    if skipped:
+        items = [item for item in items if "skip" not in item]
+        if not items:
+            return {"skipped": skipped}
     if not items:
         raise ValueError("cannot collate an empty batch")
     batch_size = len(items)
@@ -121,6 +139,8 @@ def collate_audio_text(items: Sequence[dict]) -> dict[str, torch.Tensor]:
              "token_lengths": token_lengths, "indices": indices}
     if all("id" in item for item in items):
         batch["ids"] = [str(item["id"]) for item in items]
+    if skipped:
+        batch["skipped"] = skipped
     return batch
 
 

@@ -45,6 +45,7 @@ import torch
 import yaml
 from torch.utils.data import IterableDataset, get_worker_info
 
+from myna.archive import UnsafeArchiveError, safe_member_name
 from myna.audio import AudioError, load_audio
 from myna.data.loader import collate_audio_text
 from myna.data.manifest import (
@@ -189,11 +190,20 @@ class TarredAudioDataset(IterableDataset):
         self.global_rank = global_rank
         self.tokens = [tokenizer.encode(e.text) if tokenizer is not None else [] for e in self.entries]
         self._skip = SkippedMembers()
+        # Utterances lost in this process, over its passes: never found in their shards, members cut
+        # short, audio that does not decode.
+        self.unread = self.cut = self.undecodable = 0
 
     @property
     def skipped(self) -> int:
-        """Members skipped in this process (corrupt, undecodable, not in the manifest)."""
+        """Members skipped in this process (corrupt, undecodable, refused, not in the manifest)."""
         return self._skip.count
+
+    @property
+    def lost(self) -> int:
+        """Manifest utterances lost in this process: never found in their shards (missing member,
+        past a corrupt point), members cut short, undecodable audio. Each counts once."""
+        return self.unread + self.cut + self.undecodable
 
     def __len__(self) -> int:
         """Utterances of this rank's manifests (NeMo's ``len``; the stream may skip some)."""
@@ -243,13 +253,45 @@ class TarredAudioDataset(IterableDataset):
         return stream
 
     def _matched(self, shards: list[str]) -> Iterator[tuple[int, bytes, str]]:
+        seen: set[int] = set()  # entries served, or lost and counted already
+
+        def skip(shard: str, member: str, reason: str) -> None:
+            self._skip(shard, member, reason)
+            cut = [i for i in self.index[member] if i not in seen] if reason.startswith("truncated") else []
+            self.cut += len(cut)
+            seen.update(cut)
+
         for shard in shards:
-            for member, data in stream_tar_members(shard, self._skip):
+            for member, data in stream_tar_members(shard, skip):
                 indices = self.index[member]
                 if not indices:
                     self._skip(shard, member, "not in the manifest")
+                seen.update(indices)
                 for index in indices:
                     yield index, data, shard
+        self._report_unread(shards, seen)
+
+    def expected_entries(self, shards: Sequence[str]) -> list[int]:
+        """Indices of the entries whose ``shard_id`` is one of ``shards`` (by the number in the
+        shard's name); [] when a shard's name has no number."""
+        numbers = {shard_index(shard) for shard in shards}
+        if None in numbers:
+            return []
+        return [i for i, e in enumerate(self.entries)
+                if "shard_id" in e.extra and int(e.extra["shard_id"]) in numbers]
+
+    def _report_unread(self, shards: list[str], seen: set[int]) -> None:
+        """At the end of a pass over ``shards``: count and name the manifest entries of these shards
+        that were never read (member missing, cut short, or after a corrupt point)."""
+        expected = self.expected_entries(shards)
+        unread = [i for i in expected if i not in seen]
+        if unread:
+            self.unread += len(unread)
+            names = ", ".join(self.entries[i].audio_filepath for i in unread[:5])
+            logger.warning("end of a pass over %d shard(s): %d of their %d manifest entries were never read "
+                           "(member missing or past a corrupt point): %s%s; %d utterance(s) lost so far in this "
+                           "process", len(shards), len(unread), len(expected), names,
+                           " ..." if len(unread) > 5 else "", self.lost)
 
     def decode(self, item: tuple[int, bytes, str]) -> dict | None:
         """The dataset item of an encoded item; None (logged and counted) when it cannot be decoded."""
@@ -260,6 +302,7 @@ class TarredAudioDataset(IterableDataset):
             audio = load_audio(data, self.sample_rate, entry.offset, entry.duration or None,
                                name=f"shard {shard} member {member}")
         except AudioError as err:
+            self.undecodable += 1
             self._skip(shard, member, str(err))
             return None
         return {"audio": audio, "tokens": torch.tensor(self.tokens[index], dtype=torch.int64), "index": index,
@@ -338,7 +381,12 @@ def stream_tar_members(shard: str, skip: Callable[[str, str, str], None]) -> Ite
         with tarfile.open(shard if stream is None else None, mode="r|*", fileobj=stream) as tar:
             for info in tar:
                 member = info.name
-                if not info.isfile():
+                if info.isdir():
+                    continue
+                try:
+                    safe_member_name(info, shard)  # links, devices, absolute and ".." names
+                except UnsafeArchiveError as err:
+                    skip(shard, member, err.reason)
                     continue
                 handle = tar.extractfile(info)
                 data = handle.read() if handle is not None else b""

@@ -88,9 +88,12 @@ class NgramLM:
         seen: dict[int, int] = {}
         ngrams: dict[tuple[str, ...], tuple[float, float]] = {}
         section = None  # None: before \data\; 0: in \data\; n: in \n-grams:; -1: after \end\
-        with open(path, encoding="utf-8") as handle:
+        with open(path, "rb") as handle:
             for line_no, raw in enumerate(handle, start=1):
-                line = raw.strip()
+                try:
+                    line = raw.decode("utf-8").strip()
+                except UnicodeDecodeError as err:
+                    raise ArpaError(f"{path}:{line_no}: not UTF-8 text (byte {err.start} of the line)") from None
                 if not line or section == -1:
                     continue
                 where = f"{path}:{line_no}"

@@ -33,6 +33,7 @@ import io
 import os
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -41,7 +42,9 @@ import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from myna.archive import UnsafeArchiveError, safe_member_name, safe_target
 from myna.interop.adapter import NEMO_MODEL_TARGETS, MODEL_CLASSES, build_model, component, model_kind
+from myna.interop.tensor_files import load_tensor_file
 from myna.text import load_tokenizer
 
 __all__ = [
@@ -86,53 +89,98 @@ class NemoArchive:
     myna_state_dict: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def extract_artifacts(self, directory: str | Path) -> dict[str, Path]:
-        """Write the artifacts into ``directory``; returns member name -> written path."""
+        """Write the artifacts into ``directory``; returns member name -> written path.
+
+        Raises:
+            UnsafeArchiveError: an artifact name that would land outside ``directory``.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         written = {}
         for name, data in self.artifacts.items():
-            path = directory / name
+            path = safe_target(directory, name, "archive")
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
             written[name] = path
         return written
 
 
-def _member_name(name: str) -> str:
-    return name[2:] if name.startswith("./") else name
-
-
-def _load_weights(data: bytes) -> dict[str, torch.Tensor]:
-    weights = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+def _load_weights(data: bytes, name: str) -> dict[str, torch.Tensor]:
+    """A state dict from a member's bytes; NemoFormatError naming ``name`` when it is not one."""
+    weights = load_tensor_file(data, name=name)
     if isinstance(weights, Mapping) and "state_dict" in weights and not any(k.startswith("encoder.") for k in weights):
         weights = weights["state_dict"]
+    if not isinstance(weights, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                   for k, v in weights.items()):
+        raise NemoFormatError(f"{name}: not a state dict (names -> tensors), got {type(weights).__name__}")
+    for key, value in weights.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise NemoFormatError(f"{name}: tensor {key!r} holds NaN/inf values; the model would decode garbage")
     return dict(weights)
 
 
+def _load_yaml(data: bytes, name: str) -> dict:
+    """A YAML mapping from a member's bytes; NemoFormatError naming ``name`` otherwise."""
+    try:
+        value = yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise NemoFormatError(f"{name}: not UTF-8 text (byte {err.start})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise NemoFormatError(f"{name}:{where} not valid YAML ({problem})") from None
+    if not isinstance(value, dict):
+        raise NemoFormatError(f"{name}: the config must be a mapping, got {type(value).__name__}")
+    return value
+
+
 def read_nemo(path: str | Path) -> NemoArchive:
-    """Read a .nemo archive fully into memory (weights loaded with ``weights_only=True``)."""
+    """Read a .nemo archive fully into memory (weights loaded with ``weights_only=True``).
+
+    Nothing is extracted; every member must be a regular file with a safe name (see
+    :mod:`myna.archive`; folders are passed over).
+
+    Raises:
+        NemoFormatError: naming the file (and member) for anything unreadable, truncated or unsafe.
+    """
     path = Path(path)
     if not path.is_file():
         raise NemoFormatError(f"{path}: no such file")
-    try:
-        tar = tarfile.open(path, "r:*")
-    except tarfile.TarError as err:
-        raise NemoFormatError(f"{path}: not a tar archive ({err})") from None
     members: dict[str, bytes] = {}
-    with tar:
-        for member in tar.getmembers():
-            if member.isfile():
-                members[_member_name(member.name)] = tar.extractfile(member).read()
+    member = None
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for member in tar:
+                if member.isdir():
+                    continue
+                name = safe_member_name(member, path)
+                handle = tar.extractfile(member)
+                data = handle.read() if handle is not None else b""
+                if len(data) != member.size:
+                    raise NemoFormatError(f"{path}: member {member.name!r} is truncated "
+                                          f"({len(data)} of {member.size} bytes)")
+                if name in members:
+                    raise NemoFormatError(f"{path}: member {name!r} appears twice")
+                members[name] = data
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        at = f" at member {member.name!r}" if member is not None else ""
+        raise NemoFormatError(f"{path}: not a readable .nemo (tar) archive{at} ({err or type(err).__name__})") from None
+    except UnsafeArchiveError as err:
+        raise NemoFormatError(str(err)) from None
     if CONFIG_MEMBER not in members:
         raise NemoFormatError(f"{path}: no {CONFIG_MEMBER} inside")
     if WEIGHTS_MEMBER not in members:
         raise NemoFormatError(f"{path}: no {WEIGHTS_MEMBER} inside")
-    config = yaml.safe_load(members.pop(CONFIG_MEMBER).decode("utf-8"))
-    state_dict = _load_weights(members.pop(WEIGHTS_MEMBER))
+    config = _load_yaml(members.pop(CONFIG_MEMBER), f"{path} member {CONFIG_MEMBER}")
+    state_dict = _load_weights(members.pop(WEIGHTS_MEMBER), f"{path} member {WEIGHTS_MEMBER}")
     myna_config = members.pop(MYNA_CONFIG_MEMBER, None)
     myna_weights = members.pop(MYNA_WEIGHTS_MEMBER, None)
     return NemoArchive(config=config, state_dict=state_dict, artifacts=members,
-                       myna_config=yaml.safe_load(myna_config.decode("utf-8")) if myna_config else None,
-                       myna_state_dict=_load_weights(myna_weights) if myna_weights else {})
+                       myna_config=_load_yaml(myna_config, f"{path} member {MYNA_CONFIG_MEMBER}")
+                       if myna_config else None,
+                       myna_state_dict=_load_weights(myna_weights, f"{path} member {MYNA_WEIGHTS_MEMBER}")
+                       if myna_weights else {})
 
 
 def write_nemo(path: str | Path, config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor],
@@ -228,7 +276,8 @@ def find_model_file(path: str | Path) -> Path:
         return path
     config = path / "config.yaml"
     if config.is_file():
-        name = (yaml.safe_load(config.read_text()) or {}).get("name")
+        settings = _load_yaml(config.read_bytes(), str(config))
+        name = settings.get("name")
         if name and (path / f"{name}.nemo").is_file():
             return path / f"{name}.nemo"
     candidates = sorted(path.glob("*.nemo"))
@@ -256,7 +305,11 @@ def load_nemo(path: str | Path, map_location: str | torch.device = "cpu"):
     files = tokenizer_files(archive, path)
     with tempfile.TemporaryDirectory(prefix="myna-tokenizer-") as tmp:
         (Path(tmp) / "tokenizer.model").write_bytes(files["tokenizer.model"])
-        tokenizer = load_tokenizer(Path(tmp) / "tokenizer.model")  # SentencePiece keeps the model in memory
+        try:
+            tokenizer = load_tokenizer(Path(tmp) / "tokenizer.model")  # SentencePiece keeps the model in memory
+        except (RuntimeError, OSError, ValueError) as err:
+            raise NemoFormatError(f"{path}: the tokenizer member is not a SentencePiece model "
+                                  f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
     model_cfg = {k: v for k, v in cfg.items() if k not in RUN_ONLY_SECTIONS}
     try:
         model = build_model(model_cfg, tokenizer)
@@ -298,7 +351,9 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         return {**archive.state_dict, **archive.myna_state_dict}
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_tensor_file(path)
+    if not isinstance(checkpoint, Mapping):
+        raise NemoFormatError(f"{path}: not a checkpoint (a mapping), got {type(checkpoint).__name__}")
     state = checkpoint.get("state_dict", checkpoint)
     if state and all(k.startswith("model.") for k in state):
         state = {k[len("model."):]: v for k, v in state.items()}

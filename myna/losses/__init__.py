@@ -1,6 +1,7 @@
 """Losses: RNN-T (full and pruned, k2-compatible API)."""
 
 from .rnnt import (
+    NonFiniteError,
     do_rnnt_pruning,
     get_rnnt_prune_ranges,
     pruned_transducer_loss,
@@ -12,6 +13,7 @@ from .rnnt import (
 )
 
 __all__ = [
+    "NonFiniteError",
     "rnnt_loss",
     "rnnt_loss_simple",
     "rnnt_loss_smoothed",

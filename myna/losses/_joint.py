@@ -13,6 +13,10 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+
+class NonFiniteError(ValueError):
+    """A loss input (logits, am, lm) holds NaN or inf: the batch cannot give a loss."""
+
 # Rows of C classes per chunk: about 1 MB of float32 for C = 500, small enough to stay in L2.
 _CHUNK_ELEMS = 1 << 18
 
@@ -77,7 +81,7 @@ class _JointLogProbs(torch.autograd.Function):
             row = bad[0]
             b, rem = divmod(row, T * U)
             t, u = divmod(rem, U)
-            raise ValueError(
+            raise NonFiniteError(
                 f"logits must be finite; found {x[row, bad[1]].item()} at [b={b}, t={t}, u={u}, "
                 f"c={bad[1]}]"
             )

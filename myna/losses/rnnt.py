@@ -32,10 +32,11 @@ from typing import Callable, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from ._joint import joint_log_probs
+from ._joint import NonFiniteError, joint_log_probs
 from ._lattice import lattice_scores
 
 __all__ = [
+    "NonFiniteError",
     "rnnt_loss",
     "rnnt_loss_simple",
     "rnnt_loss_smoothed",
@@ -560,4 +561,4 @@ def _check_symbols(symbols: Tensor, B: int, S: int, C: int) -> None:
 def _check_finite(x: Tensor, name: str) -> None:
     if not bool(torch.isfinite(x).all()):
         where = (~torch.isfinite(x)).nonzero()[0].tolist()
-        raise ValueError(f"{name} must be finite; found {x[tuple(where)].item()} at index {where}")
+        raise NonFiniteError(f"{name} must be finite; found {x[tuple(where)].item()} at index {where}")

@@ -26,12 +26,15 @@ from myna.data.factory import build_loader
 from myna.data.manifest import manifest_paths, read_manifest
 from myna.interop.adapter import build_model
 from myna.interop.nemo import read_nemo, save_nemo, tokenizer_files
+from myna.interop.tensor_files import check_tensor_file
 from myna.text import load_tokenizer, train_sentencepiece
 from myna.training.checkpoint_io import AtomicCheckpointIO
 from myna.training.finetune import init_from_checkpoint
+from myna.training.guards import TrainingGuard, pop_guard_options
 from myna.training.loader_position import LoaderPosition
 from myna.training.module import ASRTask
 from myna.training.plots import plot_learning_curve
+from myna.training.state import StepSeeds
 
 __all__ = ["train", "make_loader"]
 
@@ -200,6 +203,7 @@ def train(cfg: DictConfig) -> Path:
     val_loader = make_loader(cfg.model.validation_ds, tokenizer, train=False, seed=cfg.seed, name="validation_ds")
 
     trainer_kwargs = _trainer_kwargs(cfg)
+    guard = TrainingGuard(**pop_guard_options(trainer_kwargs))
     max_steps = trainer_kwargs["max_steps"]
     if max_steps is None or max_steps < 0:
         try:
@@ -210,6 +214,7 @@ def train(cfg: DictConfig) -> Path:
         max_steps = trainer_kwargs["max_epochs"] * batches_per_epoch // trainer_kwargs["accumulate_grad_batches"]
     task = ASRTask(model, OmegaConf.to_container(cfg.model.optim, resolve=True), max_steps=max_steps,
                    compute_eval_loss=bool(cfg.model.compute_eval_loss))
+    task.guard = guard
 
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -225,6 +230,7 @@ def train(cfg: DictConfig) -> Path:
     ckpt_dir = exp_dir / "checkpoints"
     callbacks = [
         LoaderPosition(),  # the train loader's position in each checkpoint: exact resumption
+        StepSeeds(cfg.seed), guard,  # per-step random streams; bad audio and non-finite batches skipped
         ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False,
                         every_n_train_steps=em.checkpoint_every_n_steps, save_top_k=-1, save_last=True),
     ]
@@ -236,6 +242,7 @@ def train(cfg: DictConfig) -> Path:
     resume = ckpt_dir / "last.ckpt"
     ckpt_path = str(resume) if em.resume_if_exists and resume.is_file() else None
     if ckpt_path:
+        check_tensor_file(ckpt_path)  # a truncated or unsafe last.ckpt: one line naming it
         log.info("resuming from %s", ckpt_path)
     trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
 

@@ -28,9 +28,11 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from tqdm import tqdm
+
+from myna.archive import UnsafeArchiveError, safe_member_name, safe_target
 
 __all__ = ["DownloadError", "UnsafeArchiveError", "download", "extract", "file_digest"]
 
@@ -42,9 +44,6 @@ CHUNK = 1 << 20
 class DownloadError(RuntimeError):
     """A download failed (HTTP error, too many dropped connections, or a checksum mismatch)."""
 
-
-class UnsafeArchiveError(ValueError):
-    """An archive member would be written outside the target folder, or is a link or device."""
 
 
 def file_digest(path: str | os.PathLike, algorithm: str) -> str:
@@ -170,20 +169,6 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
         raise DownloadError(f"connection closed at byte {got} of {total}")
 
 
-def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
-    name = member.name
-    where = f"{archive}: member {name!r}"
-    if member.issym() or member.islnk():
-        raise UnsafeArchiveError(f"{where} is a link (to {member.linkname!r}); refusing to extract")
-    if not (member.isfile() or member.isdir()):
-        raise UnsafeArchiveError(f"{where} is a device, FIFO or other special file; refusing")
-    path = PurePosixPath(name)
-    if path.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise UnsafeArchiveError(f"{where} has an absolute path; refusing to extract")
-    if ".." in path.parts or "\\" in name:
-        raise UnsafeArchiveError(f"{where} would be written outside the target (..); refusing")
-
-
 def extract(archive: str | os.PathLike, target: str | os.PathLike, progress: bool = True) -> Path:
     """Unpack tar ``archive`` into ``target`` safely; skip it when a previous run finished.
 
@@ -215,11 +200,9 @@ def extract(archive: str | os.PathLike, target: str | os.PathLike, progress: boo
     with tar, tqdm(total=stat.st_size, unit="B", unit_scale=True, unit_divisor=1024,
                    desc=f"extract {archive.name}", disable=not progress) as bar:
         for member in tar:
-            _check_member(member, archive)
-            out = (root / member.name).resolve()
-            if out != root and root not in out.parents:
-                raise UnsafeArchiveError(f"{archive}: member {member.name!r} resolves outside "
-                                         f"{target}; refusing")
+            name = safe_member_name(member, archive, allow_dirs=True)
+            if name:  # "." itself is the target
+                safe_target(root, name, archive)
             member.mode = (member.mode & 0o755) | (0o755 if member.isdir() else 0o644)
             member.uid = member.gid = os.getuid() if hasattr(os, "getuid") else 0
             member.uname = member.gname = ""
