@@ -69,6 +69,11 @@ def main() -> int:
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
+    # The tokenizer is trained once, up front, from the whole manifest: both runs read the same one.
+    tokenizer = args.out / "tokenizer"
+    if not (tokenizer / "tokenizer.model").is_file():
+        subprocess.run([sys.executable, "-m", "myna.cli", "tokenizer", "train", "--manifest", str(args.manifest),
+                        "--vocab-size", "32", "--out-dir", str(tokenizer)], check=True, stdout=subprocess.DEVNULL)
     if args.buckets:
         buckets = split_into_buckets(args.manifest, args.out / "buckets", args.buckets)
         data = [f"model.train_ds.manifest_filepath=[{','.join(f'[{p}]' for p in buckets)}]",
@@ -82,7 +87,7 @@ def main() -> int:
                 f"trainer.max_steps={args.steps}", "trainer.log_every_n_steps=1",
                 f"exp_manager.checkpoint_every_n_steps={args.kill_after}", "trainer.limit_val_batches=0",
                 "trainer.enable_progress_bar=false", "exp_manager.plot_learning_curve=false",
-                "model.tokenizer.vocab_size=32", f"exp_manager.exp_dir={exp}"]
+                f"model.tokenizer.dir={tokenizer}", f"exp_manager.exp_dir={exp}"]
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     whole, killed = args.out / "uninterrupted", args.out / "interrupted"

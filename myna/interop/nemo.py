@@ -165,7 +165,8 @@ def read_nemo(path: str | Path) -> NemoArchive:
                 members[name] = data
     except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
         at = f" at member {member.name!r}" if member is not None else ""
-        raise NemoFormatError(f"{path}: not a readable .nemo (tar) archive{at} ({err or type(err).__name__})") from None
+        detail = str(err).strip().splitlines()[0].rstrip(":") if str(err).strip() else type(err).__name__
+        raise NemoFormatError(f"{path}: not a readable .nemo (tar) archive{at} ({detail})") from None
     except UnsafeArchiveError as err:
         raise NemoFormatError(str(err)) from None
     if CONFIG_MEMBER not in members:

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 
 from myna.metrics import error_rates
+from myna.training.guards import TrainingGuard
 from myna.training.schedules import build_scheduler
 
 __all__ = ["ASRTask", "build_optimizer"]
@@ -59,16 +60,14 @@ class ASRTask(L.LightningModule):
         self._val_hyps: list[str] = []
         self._val_losses: list[float] = []
         self.examples_seen = {"real": 0, "synthetic": 0}
-        self.guard = None  # a myna.training.guards.TrainingGuard: bad audio and non-finite batches skipped
+        # Bad audio and non-finite batches are skipped and counted; run.py registers its guard as a
+        # callback too (per-epoch reports, gradient checks, counts kept in checkpoints).
+        self.guard = TrainingGuard()
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        if self.guard is None:
-            out = self.model(batch["audio"], batch["audio_lengths"], batch["tokens"], batch["token_lengths"],
-                             step=self.global_step)
-        else:  # None: no update for this batch (Lightning skips backward and step)
-            out = self.guard.forward(self, batch)
-            if out is None:
-                return None
+        out = self.guard.forward(self, batch)
+        if out is None:  # no update for this batch: Lightning skips backward and step
+            return None
         batch_size = batch["audio"].shape[0]
         for key, value in out.items():
             if key.endswith("loss"):
@@ -100,7 +99,7 @@ class ASRTask(L.LightningModule):
         self.examples_seen.update(checkpoint.get("examples_seen", {}))
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
-        if self.guard is not None and not self.guard.admit(batch, stage="validation"):
+        if not self.guard.admit(batch, stage="validation"):
             return
         model = self.model
         features, lengths = model.featurize(batch["audio"], batch["audio_lengths"])

@@ -53,7 +53,7 @@ def test_round_trip_keeps_config_weights_and_artifacts(tmp_path):
 def test_bad_archives_name_the_file(tmp_path):
     not_tar = tmp_path / "x.nemo"
     not_tar.write_text("hello")
-    with pytest.raises(NemoFormatError, match="x.nemo: not a tar"):
+    with pytest.raises(NemoFormatError, match="x.nemo: not a readable .nemo \\(tar\\) archive"):
         read_nemo(not_tar)
     no_weights = tmp_path / "y.nemo"
     with tarfile.open(no_weights, "w") as tar:
