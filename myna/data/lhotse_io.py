@@ -49,7 +49,7 @@ from myna.data.resumable import Position, ResumableLoader, WorkerStream, stream_
 from myna.data.sampling import min_padding_duration_bins
 from myna.data.spec import DatasetSpec
 from myna.data.stores import is_url
-from myna.data.tarred import SkippedMembers, TarMemberIndex, stream_tar_members
+from myna.data.tarred import SkippedMembers, TarMemberIndex, shard_index, stream_tar_members
 
 __all__ = [
     "LazyNeMoIterator",
@@ -144,10 +144,11 @@ class LazyNeMoTarredIterator:
         self.sample_rate = sample_rate
         self.tags = dict(tags or {})
         self._skip = SkippedMembers()
+        self.unread = 0  # manifest entries never found in their shards, counted at the end of each shard
 
     @property
     def skipped(self) -> int:
-        """Members skipped in this process (corrupt, not in the manifest)."""
+        """Members skipped in this process (corrupt, refused, not in the manifest)."""
         return self._skip.count
 
     def __iter__(self) -> Iterator[MonoCut]:
@@ -158,16 +159,27 @@ class LazyNeMoTarredIterator:
         for i in order:
             shard = self.shards[i]
             index = shared if shared is not None else TarMemberIndex.read(self.manifests[i], self.text_field)
+            seen: set[int] = set()
             for member, data in stream_tar_members(shard, self._skip):
                 numbers = index[member]
                 if not numbers:
                     self._skip(shard, member, "not in the manifest")
+                seen.update(numbers)
                 for number in numbers:
                     entry = index.entries[number]
                     cut = _make_cut(entry, f"{Path(shard).stem}-{member}-{entry.line}", member, data,
                                     lang_field=self.lang_field, sample_rate=self.sample_rate, tags=self.tags)
                     cut.custom["shard"] = shard
                     yield cut
+            # The shard's manifest entries that it never yielded (missing, cut short, past a corrupt point).
+            expected = (range(len(index.entries)) if shared is None else
+                        [n for n, e in enumerate(index.entries) if str(e.extra.get("shard_id")) == str(shard_index(shard))])
+            unread = [n for n in expected if n not in seen]
+            if unread:
+                self.unread += len(unread)
+                logger.warning("shard %s: %d of its %d manifest entries were never read (member missing, cut short or "
+                               "past a corrupt point), e.g. %s; %d lost so far in this process", shard, len(unread),
+                               len(expected), index.entries[unread[0]].audio_filepath, self.unread)
 
     def __len__(self) -> int:
         return sum(count_manifest_lines(m) for m in self.manifests)

@@ -178,3 +178,17 @@ def test_bad_manifest_lines_name_file_and_line_in_the_lazy_readers(tmp_path, man
     source = LazyNeMoTarredIterator(str(tarred_manifest), str(tmp_path / "t" / "audio_0.tar"))
     with pytest.raises(ManifestError, match=r"tarred_audio_manifest\.json:5: missing required key 'duration'"):
         list(source)
+
+
+def test_lhotse_tarred_source_counts_the_utterances_a_shard_lost(tmp_path, manifest, caplog):
+    from myna.data.lhotse_io import LazyNeMoTarredIterator
+
+    write_tarred_dataset(manifest, tmp_path / "t", num_shards=2)
+    shard = tmp_path / "t" / "audio_1.tar"
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])  # cut in the middle: the rest of its members are lost
+    source = LazyNeMoTarredIterator(str(tmp_path / "t" / "tarred_audio_manifest.json"),
+                                    str(tmp_path / "t" / "audio__OP_0..1_CL_.tar"))
+    cuts = list(source)
+    assert len(cuts) + source.unread == 20  # every utterance is read or counted lost
+    assert source.unread > 0 and "were never read" in caplog.text
