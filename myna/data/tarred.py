@@ -179,6 +179,8 @@ class TarredAudioDataset(IterableDataset):
         entries, self.filter_report = filter_entries(
             read_manifest(manifests, text_field=text_field), min_duration=min_duration,
             max_duration=max_duration, name="tarred manifest")
+        if not entries:
+            raise ValueError(f"tarred manifest {manifest_filepath}: no utterances left ({self.filter_report})")
         self.index = TarMemberIndex(entries)
         self.entries = self.index.entries
         self.sample_rate = sample_rate
