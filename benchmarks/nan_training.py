@@ -31,7 +31,7 @@ def poison(manifest: Path, out_dir: Path, every: int) -> tuple[Path, int]:
     bad = 0
     for i, row in enumerate(rows):
         if i % every == every - 1:
-            path = out_dir / f"nan_{i}.wav"
+            path = (out_dir / f"nan_{i}.wav").resolve()
             sf.write(path, np.full(max(1, int(16000 * row["duration"])), np.nan, "float32"), 16000, subtype="FLOAT")
             row["audio_filepath"] = str(path)
             bad += 1

@@ -83,7 +83,8 @@ class AudioToTextDataset(Dataset):
         except AudioError as err:
             if not self.skip_bad_audio:
                 raise
-            return {"skip": entry.where, "reason": str(err), "index": index}
+            reason = str(err).removeprefix(f"utterance {entry.where}: ")
+            return {"skip": entry.where, "reason": reason, "index": index}
         tokens = torch.tensor(self.tokens[index], dtype=torch.int64)
         return {"audio": audio, "tokens": tokens, "index": index, "id": entry.where}
 
