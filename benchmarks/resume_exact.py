@@ -83,7 +83,8 @@ def main() -> int:
 
     def command(exp: Path) -> list[str]:
         return [sys.executable, "-m", "myna.cli", "train", str(REPO / "conf" / "contextnet_rnnt_dummy.yaml"), *data,
-                f"model.train_ds.batch_size={args.batch_size}", f"model.train_ds.num_workers={args.workers}",
+                f"model.train_ds.batch_size={1 if args.buckets else args.batch_size}",  # buckets: their own sizes
+                f"model.train_ds.num_workers={args.workers}",
                 f"trainer.max_steps={args.steps}", "trainer.log_every_n_steps=1",
                 f"exp_manager.checkpoint_every_n_steps={args.kill_after}", "trainer.limit_val_batches=0",
                 "trainer.enable_progress_bar=false", "exp_manager.plot_learning_curve=false",
