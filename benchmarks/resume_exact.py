@@ -56,6 +56,27 @@ def losses(exp: Path, version: int) -> dict[int, float]:
     return out
 
 
+def plot(path: Path, reference: dict[int, float], before: dict[int, float], resumed: dict[int, float],
+         resumed_from: int, title: str) -> Path:
+    """The uninterrupted curve, the killed run's steps and the resumed run's, on one axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(sorted(reference), [reference[s] for s in sorted(reference)], lw=3, alpha=0.35, label="uninterrupted")
+    ax.plot(sorted(before), [before[s] for s in sorted(before)], lw=1, label="run killed with SIGKILL")
+    ax.plot(sorted(resumed), [resumed[s] for s in sorted(resumed)], lw=1, ls="--", label="rerun (resumed)")
+    ax.axvline(resumed_from, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="step", ylabel="train_loss", yscale="log", title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", required=True, type=Path)
@@ -130,6 +151,9 @@ def main() -> int:
                "missing_steps": missing, "max_abs_diff_after_resume": max(diffs) if diffs else None,
                "max_abs_diff_before_kill": max(before_diffs) if before_diffs else None}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    plot(args.out / "resume_curve.png", reference, before, resumed, args.kill_after,
+         f"{path}: kill -9 after step {max(before)}, resumed from {args.kill_after}; "
+         f"max |diff| {summary['max_abs_diff_after_resume']:.1e}")
     print(json.dumps(summary))
     return 0 if diffs and max(diffs) <= 1e-6 and not missing else 1
 
