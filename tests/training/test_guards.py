@@ -158,13 +158,27 @@ class _Killed(RuntimeError):
     pass
 
 
-def test_a_run_stopped_after_a_checkpoint_resumes_the_same_loss_curve(tmp_path, monkeypatch):
+@pytest.mark.parametrize("path", ["plain", "buckets"])
+def test_a_run_stopped_after_a_checkpoint_resumes_the_same_loss_curve(tmp_path, monkeypatch, path):
     """In-process stand-in for kill -9 (the benchmark benchmarks/resume_exact.py uses SIGKILL):
     the run dies as step 5 starts, after the checkpoint of step 4; the rerun logs the losses of
-    the uninterrupted run to 1e-6 (with dropout, SpecAugment, dither and semi-sorted batches)."""
+    the uninterrupted run to 1e-6 (with dropout, SpecAugment, dither; semi-sorted batches of one
+    manifest, or two duration buckets)."""
+    from myna.text import train_sentencepiece
+
     manifest = _subset(tmp_path / "train.json", 24)
-    common = [f"model.train_ds.manifest_filepath={manifest}", "trainer.max_steps=8", "model.train_ds.batch_size=4",
-              "model.tokenizer.vocab_size=24", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+    rows = manifest.read_text().splitlines()
+    train_sentencepiece([json.loads(r)["text"] for r in rows], tmp_path / "tok", vocab_size=24)
+    if path == "plain":
+        data = [f"model.train_ds.manifest_filepath={manifest}", "model.train_ds.batch_size=4"]
+    else:
+        rows.sort(key=lambda r: json.loads(r)["duration"])
+        (tmp_path / "b1.json").write_text("\n".join(rows[:12]) + "\n")
+        (tmp_path / "b2.json").write_text("\n".join(rows[12:]) + "\n")
+        data = [f"model.train_ds.manifest_filepath=[[{tmp_path / 'b1.json'}],[{tmp_path / 'b2.json'}]]",
+                "model.train_ds.batch_size=1", "++model.train_ds.bucketing_batch_size=[4,3]"]
+    common = [*data, "trainer.max_steps=8", f"model.tokenizer.dir={tmp_path / 'tok'}",
+              "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
               "exp_manager.plot_learning_curve=false", "exp_manager.checkpoint_every_n_steps=4",
               "trainer.limit_val_batches=0"]
 
