@@ -133,7 +133,7 @@ class _LatticeScores(torch.autograd.Function):
         T = py.shape[2]
         sk = _Skew(B, S, T, T1 == T + 1)
         K = sk.K
-        dev, dt = px.device, px.dtype
+        dev, dt = px.device, torch.float64
         if boundary is None:
             boundary = torch.tensor([0, 0, S, T], device=dev, dtype=torch.int64).expand(B, 4)
         s0, t0, s1, t1 = boundary.to(dev).unbind(1)
@@ -153,19 +153,20 @@ class _LatticeScores(torch.autograd.Function):
         total = alpha[k1, bidx, s1 + 1]
 
         ctx.sk = sk
+        ctx.out_dtype = px.dtype
         ctx.save_for_backward(xbuf, ybuf, alpha, total, k1, s1)
         ctx.occupancy = None
         if grads_out is not None:
-            occ = _occupancy(sk, xbuf, ybuf, alpha, total, k1, s1)
+            occ = _occupancy(sk, xbuf, ybuf, alpha, total, k1, s1, px.dtype)
             ctx.occupancy = occ
             grads_out[0], grads_out[1] = occ
-        return total
+        return total.to(px.dtype)
 
     @staticmethod
     def backward(ctx, grad_scores: Tensor):
         if ctx.occupancy is None:
             xbuf, ybuf, alpha, total, k1, s1 = ctx.saved_tensors
-            ctx.occupancy = _occupancy(ctx.sk, xbuf, ybuf, alpha, total, k1, s1)
+            ctx.occupancy = _occupancy(ctx.sk, xbuf, ybuf, alpha, total, k1, s1, ctx.out_dtype)
         px_occ, py_occ = ctx.occupancy
         g = grad_scores.to(px_occ.dtype).view(-1, 1, 1)
         return px_occ * g, py_occ * g, None, None
@@ -206,7 +207,7 @@ def _run(buf: Tensor, arcs: Tensor, inject: dict, forward: bool) -> None:
             buf[k, b, c] = 0.0
 
 
-def _occupancy(sk: _Skew, xbuf, ybuf, alpha, total, k1, s1) -> Tuple[Tensor, Tensor]:
+def _occupancy(sk: _Skew, xbuf, ybuf, alpha, total, k1, s1, out_dtype) -> Tuple[Tensor, Tensor]:
     """Arc occupation probabilities (px_grad, py_grad) from alpha, a fresh beta pass and total."""
     K, B, S2 = alpha.shape
     S = S2 - 2
@@ -227,4 +228,4 @@ def _occupancy(sk: _Skew, xbuf, ybuf, alpha, total, k1, s1) -> Tuple[Tensor, Ten
         # blank arc out of (k, s): alpha[k][s] + y[k][s] + beta[k+1][s]
         arc = alpha[:-1, :, 1:] + ybuf[:-1]
         torch.exp(arc.add_(beta[1:, :, : S + 1]).sub_(norm), out=gy[:-1])
-    return sk.x_view(gx).clone(), sk.y_view(gy).clone()
+    return sk.x_view(gx.clamp_(max=1.0)).to(out_dtype, copy=True), sk.y_view(gy.clamp_(max=1.0)).to(out_dtype, copy=True)
