@@ -1,9 +1,15 @@
-"""Losses: RNN-T (full and pruned, k2-compatible API)."""
+"""Losses: RNN-T (full and pruned) with k2's whole RNN-T API (see ``rnnt.py``)."""
 
+from .mutual_information import joint_mutual_information_recursion, mutual_information_recursion
+from .pruning import do_rnnt_pruning, get_rnnt_prune_ranges, get_rnnt_prune_ranges_deprecated
 from .rnnt import (
     NonFiniteError,
-    do_rnnt_pruning,
-    get_rnnt_prune_ranges,
+    fix_for_boundary,
+    get_hat_logprobs_pruned,
+    get_rnnt_logprobs,
+    get_rnnt_logprobs_joint,
+    get_rnnt_logprobs_pruned,
+    get_rnnt_logprobs_smoothed,
     pruned_transducer_loss,
     rnnt_loss,
     rnnt_loss_pruned,
@@ -13,13 +19,24 @@ from .rnnt import (
 )
 
 __all__ = [
-    "NonFiniteError",
+    # k2 / fast_rnnt API (k2/python/k2/rnnt_loss.py and mutual_information.py)
     "rnnt_loss",
     "rnnt_loss_simple",
     "rnnt_loss_smoothed",
-    "get_rnnt_prune_ranges",
-    "do_rnnt_pruning",
     "rnnt_loss_pruned",
+    "get_rnnt_logprobs",
+    "get_rnnt_logprobs_smoothed",
+    "get_rnnt_logprobs_joint",
+    "get_rnnt_logprobs_pruned",
+    "get_hat_logprobs_pruned",
+    "fix_for_boundary",
+    "get_rnnt_prune_ranges",
+    "get_rnnt_prune_ranges_deprecated",
+    "do_rnnt_pruning",
+    "mutual_information_recursion",
+    "joint_mutual_information_recursion",
+    # myna conveniences (lengths instead of boundaries) and the error for NaN/inf inputs
     "transducer_loss",
     "pruned_transducer_loss",
+    "NonFiniteError",
 ]

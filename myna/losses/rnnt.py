@@ -1,11 +1,12 @@
-"""RNN-T losses, full and pruned, in pure PyTorch, with k2 / fast_rnnt's API.
+"""RNN-T losses, full and pruned, in pure PyTorch, with k2's and fast_rnnt's API.
 
 Every public loss is "get log-probs" followed by one shared lattice recursion
-(:func:`myna.losses._lattice.lattice_scores`): the log-probs are ``px`` (B, S, T+1) for symbol
-arcs and ``py`` (B, S+1, T) for blank arcs (``px`` is (B, S, T) for the "modified" and
-"constrained" topologies), and the recursion sums over all alignments. Function names, argument
-names, order, defaults and conventions follow k2's ``rnnt_loss.py``, so icefall code switches
-by changing the import:
+(:func:`myna.losses._lattice.lattice_scores`, which is also public as
+:func:`~myna.losses.mutual_information_recursion`): the log-probs are ``px`` (B, S, T+1) for
+symbol arcs and ``py`` (B, S+1, T) for blank arcs (``px`` is (B, S, T) for the "modified" and
+"constrained" topologies), and the recursion sums over all alignments. The ``get_*_logprobs*``
+functions return those ``(px, py)``. Function names, argument names, order, defaults and
+conventions follow k2's ``rnnt_loss.py``, so icefall code switches by changing the import:
 
 >>> from myna.losses import rnnt_loss_smoothed, get_rnnt_prune_ranges, do_rnnt_pruning, rnnt_loss_pruned
 
@@ -20,9 +21,11 @@ Conventions shared by all functions:
 - ``reduction``: ``"none"`` (per-utterance losses, (B,)), ``"sum"``, or ``"mean"`` (sum / B).
 - Losses are negated total log-probabilities in float32 (float64 for float64 inputs);
   float16 / bfloat16 inputs are computed in float32 and receive gradients in their own dtype.
+  The lattice recursion itself accumulates in float64.
 - An utterance without any valid alignment (e.g. more symbols than frames for "modified")
   gets loss ``+inf`` and zero gradient, as in k2; filter it with ``torch.isfinite``.
-- NaN or infinite values in ``logits`` / ``am`` / ``lm`` raise ``ValueError``.
+- NaN or infinite values in ``logits`` / ``am`` / ``lm`` raise ``ValueError`` (k2 asserts
+  instead; myna raises ``ValueError`` for every bad argument).
 """
 
 from __future__ import annotations
@@ -34,14 +37,19 @@ from torch import Tensor
 
 from ._joint import NonFiniteError, joint_log_probs
 from ._lattice import lattice_scores
+from .pruning import do_rnnt_pruning, get_rnnt_prune_ranges
 
 __all__ = [
     "NonFiniteError",
+    "fix_for_boundary",
+    "get_rnnt_logprobs",
+    "get_rnnt_logprobs_smoothed",
+    "get_rnnt_logprobs_joint",
+    "get_rnnt_logprobs_pruned",
+    "get_hat_logprobs_pruned",
     "rnnt_loss",
     "rnnt_loss_simple",
     "rnnt_loss_smoothed",
-    "get_rnnt_prune_ranges",
-    "do_rnnt_pruning",
     "rnnt_loss_pruned",
     "transducer_loss",
     "pruned_transducer_loss",
@@ -51,7 +59,211 @@ _RNNT_TYPES = ("regular", "modified", "constrained")
 _REDUCTIONS = ("none", "mean", "sum")
 
 
-# --------------------------------------------------------------------------- full loss
+# --------------------------------------------------------------------------- log-probs (px, py)
+
+
+def fix_for_boundary(px: Tensor, boundary: Optional[Tensor] = None) -> Tensor:
+    """Forbid symbols on each utterance's one-past-the-last frame: ``px[b, :, end_frame_b] = -inf``.
+
+    Args:
+      px: (B, S, T+1) float, regular-topology symbol log-probs; modified **in place**, as k2 does.
+      boundary: optional (B, 4) int64 ``[begin_symbol, begin_frame, end_symbol, end_frame]``;
+        without it ``px`` is returned unchanged (``px[:, :, T]`` is already -inf).
+
+    Returns:
+      ``px``.
+    """
+    if boundary is None:
+        return px
+    B, S, _ = px.shape
+    col = boundary[:, 3].to(px.device).reshape(B, 1, 1).expand(B, S, 1)
+    return px.scatter_(2, col, float("-inf"))
+
+
+def get_rnnt_logprobs(
+    lm: Tensor,
+    am: Tensor,
+    symbols: Tensor,
+    termination_symbol: int,
+    rnnt_type: str = "regular",
+    boundary: Optional[Tensor] = None,
+) -> Tuple[Tensor, Tensor]:
+    """``(px, py)`` of the trivial joiner ``logits[b, t, s] = am[b, t] + lm[b, s]``.
+
+    The (B, T, S+1, C) sum is never formed: normalisers come from one batched matmul of
+    ``exp(lm)`` and ``exp(am)``.
+
+    Args:
+      lm: (B, S+1, C) float: prediction-network part of the unnormalised log-probs.
+      am: (B, T, C) float: encoder part.
+      symbols: (B, S) int64 in [0, C).
+      termination_symbol: blank class id.
+      rnnt_type: "regular" | "modified" | "constrained".
+      boundary: optional (B, 4) int64; with "regular" it puts -inf at each end_frame.
+
+    Returns:
+      px: (B, S, T+1) for regular (column T is -inf), (B, S, T) otherwise; py: (B, S+1, T);
+      float32 (float64 for float64 inputs): ``px[b, s, t]`` is the log-prob of emitting
+      ``symbols[b, s]`` from lattice point (s, t), ``py[b, s, t]`` that of blank.
+    """
+    return get_rnnt_logprobs_smoothed(lm, am, symbols, termination_symbol, 0.0, 0.0, boundary, rnnt_type)
+
+
+def get_rnnt_logprobs_smoothed(
+    lm: Tensor,
+    am: Tensor,
+    symbols: Tensor,
+    termination_symbol: int,
+    lm_only_scale: float = 0.1,
+    am_only_scale: float = 0.1,
+    boundary: Optional[Tensor] = None,
+    rnnt_type: str = "regular",
+) -> Tuple[Tensor, Tensor]:
+    """``(px, py)`` of :func:`get_rnnt_logprobs` interpolated towards LM-only and AM-only log-probs.
+
+    Each arc log-prob becomes ``(1 - lm_only_scale - am_only_scale) * joint
+    + lm_only_scale * lm_only + am_only_scale * am_only``, where ``lm_only`` normalises ``lm``
+    alone over C and ``am_only`` combines ``am`` with a unigram LM (the softmax of ``lm``
+    averaged over batch and positions), as in k2.
+
+    Args:
+      lm: (B, S+1, C) float; am: (B, T, C) float; symbols: (B, S) int64 in [0, C).
+      termination_symbol: blank class id.
+      lm_only_scale, am_only_scale: interpolation weights, each in [0, 1], sum <= 1.
+      boundary, rnnt_type: see :func:`get_rnnt_logprobs`.
+
+    Returns:
+      (px, py), shaped as in :func:`get_rnnt_logprobs`.
+    """
+    _check_common(rnnt_type, "none", termination_symbol, am.shape[-1])
+    if lm.ndim != 3 or am.ndim != 3 or lm.shape[0] != am.shape[0] or lm.shape[2] != am.shape[2]:
+        raise ValueError(
+            f"lm must be (B, S+1, C) and am (B, T, C); got lm {tuple(lm.shape)}, am {tuple(am.shape)}"
+        )
+    _check_finite(lm, "lm")
+    _check_finite(am, "am")
+    B, T, C = am.shape
+    S = lm.shape[1] - 1
+    _check_symbols(symbols, B, S, C)
+    px, py = _simple_log_probs(lm, am, symbols, termination_symbol, lm_only_scale, am_only_scale)
+    return _finish_px_py(px, py, boundary, rnnt_type)
+
+
+def get_rnnt_logprobs_joint(
+    logits: Tensor,
+    symbols: Tensor,
+    termination_symbol: int,
+    rnnt_type: str = "regular",
+    boundary: Optional[Tensor] = None,
+    *,
+    inplace_grad: bool = False,
+) -> Tuple[Tensor, Tensor]:
+    """``(px, py)`` from the full joiner output.
+
+    Args:
+      logits: (B, T, S+1, C) float: raw (unnormalised) joiner output; log-softmax over C is
+        applied inside, in cache-sized chunks (float16/bfloat16 are computed in float32).
+      symbols: (B, S) int64 in [0, C).
+      termination_symbol: blank class id.
+      rnnt_type: "regular" | "modified" | "constrained".
+      boundary: optional (B, 4) int64. k2 takes ``rnnt_type`` before ``boundary`` and
+        fast_rnnt the reverse; both positional orders are accepted (told apart by type).
+      inplace_grad: (myna only) backward writes the gradient into ``logits``' own memory,
+        see :func:`rnnt_loss`.
+
+    Returns:
+      (px, py), shaped as in :func:`get_rnnt_logprobs`.
+    """
+    if isinstance(boundary, str) or isinstance(rnnt_type, Tensor) or rnnt_type is None:
+        rnnt_type, boundary = ("regular" if boundary is None else boundary), rnnt_type  # fast_rnnt's order
+    _check_common(rnnt_type, "none", termination_symbol, logits.shape[-1])
+    if logits.ndim != 4:
+        raise ValueError(f"logits must be (B, T, S+1, C), got shape {tuple(logits.shape)}")
+    B, T, S1, C = logits.shape
+    S = S1 - 1
+    _check_symbols(symbols, B, S, C)
+    # cell (t, s) needs the class of symbol s; the last row (s = S) only needs the blank.
+    index = torch.cat((symbols, symbols.new_full((B, 1), termination_symbol)), dim=1)
+    lp_blank, lp_sym = joint_log_probs(logits, index.unsqueeze(1), termination_symbol, inplace_grad)
+    py = lp_blank.transpose(1, 2)  # (B, S+1, T)
+    px = lp_sym[:, :, :S].transpose(1, 2)  # (B, S, T)
+    return _finish_px_py(px, py, boundary, rnnt_type)
+
+
+def get_rnnt_logprobs_pruned(
+    logits: Tensor,
+    symbols: Tensor,
+    ranges: Tensor,
+    termination_symbol: int,
+    boundary: Optional[Tensor] = None,
+    rnnt_type: str = "regular",
+) -> Tuple[Tensor, Tensor]:
+    """``(px, py)`` on the full lattice from the joiner output on the pruned band.
+
+    Args:
+      logits: (B, T, s_range, C) float: raw joiner output on the band, ``logits[b, t, k]``
+        belonging to symbol position ``ranges[b, t, k]``.
+      symbols: (B, S) int64 in [0, C).
+      ranges: (B, T, s_range) int64 from :func:`~myna.losses.get_rnnt_prune_ranges`.
+      termination_symbol: blank class id.
+      boundary, rnnt_type: see :func:`get_rnnt_logprobs`.
+
+    Returns:
+      (px, py), shaped as in :func:`get_rnnt_logprobs`; arcs outside the band are -inf.
+    """
+    _check_common(rnnt_type, "none", termination_symbol, logits.shape[-1])
+    B, T, R, C, S = _check_pruned(logits, symbols, ranges)
+    index = _band_symbols(symbols, ranges, termination_symbol)
+    lp_blank, lp_sym = joint_log_probs(logits, index, termination_symbol)
+    px, py = _band_to_lattice(lp_blank, lp_sym, ranges, S)
+    return _finish_px_py(px, py, boundary, rnnt_type)
+
+
+def get_hat_logprobs_pruned(
+    logits: Tensor,
+    symbols: Tensor,
+    ranges: Tensor,
+    termination_symbol: int,
+    boundary: Optional[Tensor] = None,
+    rnnt_type: str = "regular",
+) -> Tuple[Tensor, Tensor]:
+    """``(px, py)`` of the Hybrid Autoregressive Transducer (HAT, arXiv:2003.07705) on the pruned band.
+
+    HAT models blank as a Bernoulli variable and the symbols as a softmax over the non-blank
+    classes: ``log P(blank) = logsigmoid(logits[..., 0])`` and, for a class c,
+    ``log P(c) = log(1 - sigmoid(logits[..., 0])) + logits[..., c] - logsumexp(logits[..., 1:])``.
+    Blank must be class 0, as in k2.
+
+    Args:
+      logits: (B, T, s_range, C) float, raw joiner output on the band (float16/bfloat16 are
+        computed in float32).
+      symbols: (B, S) int64 in [0, C).
+      ranges: (B, T, s_range) int64 from :func:`~myna.losses.get_rnnt_prune_ranges`.
+      termination_symbol: must be 0.
+      boundary, rnnt_type: see :func:`get_rnnt_logprobs`.
+
+    Returns:
+      (px, py), shaped as in :func:`get_rnnt_logprobs`; arcs outside the band are -inf.
+
+    Raises:
+      ValueError: if ``termination_symbol != 0``, or on bad shapes or non-finite logits.
+    """
+    if termination_symbol != 0:
+        raise ValueError(f"HAT needs the blank / termination symbol to be class 0, got {termination_symbol}")
+    _check_common(rnnt_type, "none", termination_symbol, logits.shape[-1])
+    B, T, R, C, S = _check_pruned(logits, symbols, ranges)
+    _check_finite(logits, "logits")
+    x = logits if logits.dtype == torch.float64 else logits.float()
+    lp_blank = torch.nn.functional.logsigmoid(x[..., 0])  # (B, T, R)
+    # log(1 - sigmoid(l0)) = logsigmoid(l0) - l0
+    lp_nonblank = lp_blank - x[..., 0] - torch.logsumexp(x[..., 1:], dim=3)
+    index = _band_symbols(symbols, ranges, termination_symbol)
+    lp_sym = torch.gather(x, 3, index.unsqueeze(3)).squeeze(3) + lp_nonblank
+    px, py = _band_to_lattice(lp_blank, lp_sym, ranges, S)
+    return _finish_px_py(px, py, boundary, rnnt_type)
+
+
+# --------------------------------------------------------------------------- losses
 
 
 def rnnt_loss(
@@ -79,36 +291,24 @@ def rnnt_loss(
       delay_penalty: constant rewarding early symbol emission (k2 issue 955); 0 disables it.
       reduction: "none" | "mean" | "sum".
       return_grad: also return the arc occupancies ``(px_grad, py_grad)``, see
-        :func:`rnnt_loss_simple`.
-
-    Returns:
-      Loss: (B,) for reduction "none", else a scalar; ``(loss, (px_grad, py_grad))`` with
-      ``return_grad``.
-
+        :func:`rnnt_loss_simple` (fast_rnnt has this argument; k2's ``rnnt_loss`` does not).
       inplace_grad: (myna only, keyword) the backward pass overwrites ``logits`` with its own
         gradient instead of allocating a second (B, T, S+1, C) buffer, as optimized_transducer
         does. Use it only when nothing reads ``logits`` after backward (float32/float64
         contiguous logits; ignored otherwise).
 
+    Returns:
+      Loss: (B,) for reduction "none", else a scalar; ``(loss, (px_grad, py_grad))`` with
+      ``return_grad``.
+
     Memory: besides ``logits`` and its gradient, only (B, T, S+1)-sized tensors are created;
     with ``inplace_grad`` the gradient shares ``logits``' memory.
     """
     _check_common(rnnt_type, reduction, termination_symbol, logits.shape[-1])
-    if logits.ndim != 4:
-        raise ValueError(f"logits must be (B, T, S+1, C), got shape {tuple(logits.shape)}")
-    B, T, S1, C = logits.shape
-    S = S1 - 1
-    _check_symbols(symbols, B, S, C)
-    # cell (t, s) needs the class of symbol s; the last row (s = S) only needs the blank.
-    index = torch.cat((symbols, symbols.new_full((B, 1), termination_symbol)), dim=1)
-    lp_blank, lp_sym = joint_log_probs(logits, index.unsqueeze(1), termination_symbol, inplace_grad)
-    py = lp_blank.transpose(1, 2)  # (B, S+1, T)
-    px = lp_sym[:, :, :S].transpose(1, 2)  # (B, S, T)
-    px, py = _finish_px_py(px, py, boundary, rnnt_type)
+    px, py = get_rnnt_logprobs_joint(
+        logits, symbols, termination_symbol, rnnt_type, boundary, inplace_grad=inplace_grad
+    )
     return _score(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
-
-
-# --------------------------------------------------------------------------- simple losses
 
 
 def rnnt_loss_simple(
@@ -124,19 +324,17 @@ def rnnt_loss_simple(
 ) -> Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]:
     """The RNN-T loss of the trivial joiner ``logits[b, t, s] = am[b, t] + lm[b, s]``.
 
-    The (B, T, S+1, C) sum is never formed: normalisers come from one batched matmul of
-    ``exp(lm)`` and ``exp(am)``.
-
     Args:
       lm: (B, S+1, C) float, i.e. batch, symbol_seq_len+1, num_classes: prediction-network part.
       am: (B, T, C) float, i.e. batch, frames, num_classes: encoder part.
       symbols: (B, S) int64 in [0, C).
       termination_symbol: blank class id.
       boundary, rnnt_type, delay_penalty, reduction: see :func:`rnnt_loss`.
-      return_grad: also return ``(px_grad, py_grad)``, the occupation probabilities of the
-        symbol and blank arcs, shaped like px (B, S, T+1) (regular) or (B, S, T), and py
-        (B, S+1, T); they are the gradient of the summed per-utterance log-likelihood (i.e. of
-        ``-loss`` with reduction "none") and feed :func:`get_rnnt_prune_ranges`.
+      return_grad: also return ``(px_grad, py_grad)``, the occupation probabilities (in
+        [0, 1]) of the symbol and blank arcs, shaped like px (B, S, T+1) (regular) or
+        (B, S, T), and py (B, S+1, T); they are the gradient of the summed per-utterance
+        log-likelihood (i.e. of ``-loss`` with reduction "none") and feed
+        :func:`~myna.losses.get_rnnt_prune_ranges`.
 
     Returns:
       loss, or ``(loss, (px_grad, py_grad))`` if ``return_grad``.
@@ -160,13 +358,10 @@ def rnnt_loss_smoothed(
     reduction: Optional[str] = "mean",
     return_grad: bool = False,
 ) -> Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]:
-    """:func:`rnnt_loss_simple` with the arc log-probs interpolated towards LM-only and AM-only ones.
+    """:func:`rnnt_loss_simple` with the arc log-probs of :func:`get_rnnt_logprobs_smoothed`.
 
-    Each arc log-prob becomes ``(1 - lm_only_scale - am_only_scale) * joint
-    + lm_only_scale * lm_only + am_only_scale * am_only``, where ``lm_only`` normalises ``lm``
-    alone over C and ``am_only`` combines ``am`` with a unigram LM (the softmax of ``lm``
-    averaged over batch and positions), as in k2. It regularises the simple loss of a pruned
-    Transducer: the LM-only term trains the prediction network as a language model.
+    It regularises the simple loss of a pruned Transducer: the LM-only term trains the
+    prediction network as a language model.
 
     Args:
       lm: (B, S+1, C) float; am: (B, T, C) float; symbols: (B, S) int64.
@@ -177,17 +372,46 @@ def rnnt_loss_smoothed(
       loss, or ``(loss, (px_grad, py_grad))`` if ``return_grad``.
     """
     _check_common(rnnt_type, reduction, termination_symbol, am.shape[-1])
-    if lm.ndim != 3 or am.ndim != 3 or lm.shape[0] != am.shape[0] or lm.shape[2] != am.shape[2]:
-        raise ValueError(
-            f"lm must be (B, S+1, C) and am (B, T, C); got lm {tuple(lm.shape)}, am {tuple(am.shape)}"
-        )
-    _check_finite(lm, "lm")
-    _check_finite(am, "am")
-    B, T, C = am.shape
-    S = lm.shape[1] - 1
-    _check_symbols(symbols, B, S, C)
-    px, py = _simple_log_probs(lm, am, symbols, termination_symbol, lm_only_scale, am_only_scale)
-    px, py = _finish_px_py(px, py, boundary, rnnt_type)
+    px, py = get_rnnt_logprobs_smoothed(
+        lm, am, symbols, termination_symbol, lm_only_scale, am_only_scale, boundary, rnnt_type
+    )
+    return _score(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
+
+
+def rnnt_loss_pruned(
+    logits: Tensor,
+    symbols: Tensor,
+    ranges: Tensor,
+    termination_symbol: int,
+    boundary: Optional[Tensor] = None,
+    rnnt_type: str = "regular",
+    delay_penalty: float = 0.0,
+    reduction: Optional[str] = "mean",
+    use_hat_loss: bool = False,
+    return_grad: bool = False,
+) -> Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]:
+    """The RNN-T loss over the pruned band only.
+
+    Args:
+      logits: (B, T, s_range, C) float, i.e. batch, frames, prune_range, num_classes: raw joiner
+        output on the band, ``logits[b, t, k]`` belonging to symbol position ``ranges[b, t, k]``.
+      symbols: (B, S) int64 in [0, C).
+      ranges: (B, T, s_range) int64 from :func:`~myna.losses.get_rnnt_prune_ranges`.
+      termination_symbol, boundary, rnnt_type, delay_penalty, reduction: see :func:`rnnt_loss`.
+      use_hat_loss: the HAT loss (:func:`get_hat_logprobs_pruned`; blank must be class 0)
+        instead of the softmax RNN-T loss, as k2's argument of that name.
+      return_grad: also return the arc occupancies on the full (S+1, T+1) lattice (fast_rnnt
+        has this argument, k2 does not; it comes after ``use_hat_loss`` here, so pass it by
+        keyword).
+
+    Returns:
+      Loss: (B,) for reduction "none", else a scalar; ``(loss, (px_grad, py_grad))`` with
+      ``return_grad``. Arcs outside the band have log-prob -inf; with ``s_range >= S + 1``
+      this equals :func:`rnnt_loss`.
+    """
+    _check_common(rnnt_type, reduction, termination_symbol, logits.shape[-1])
+    get = get_hat_logprobs_pruned if use_hat_loss else get_rnnt_logprobs_pruned
+    px, py = get(logits, symbols, ranges, termination_symbol, boundary, rnnt_type)
     return _score(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
 
 
@@ -227,160 +451,6 @@ def _simple_log_probs(
     px = px * w + px_lm * lm_only_scale + px_am * am_only_scale
     py = py * w + py_lm * lm_only_scale + py_am * am_only_scale
     return px, py
-
-
-# --------------------------------------------------------------------------- pruning
-
-
-def get_rnnt_prune_ranges(
-    px_grad: Tensor, py_grad: Tensor, boundary: Tensor, s_range: int
-) -> Tensor:
-    """Per-frame symbol windows of width ``s_range`` that keep most of the alignment mass.
-
-    For frame t the window starts at the ``s0`` maximising the occupation of the blank arcs
-    ``py_grad[s0 : s0 + s_range, t]`` minus the symbol arc entering the window from below,
-    ``px_grad[s0 - 1, t]``. The starts are then made monotone in t, start at 0 on frame 0,
-    move by at most ``s_range - 1`` per frame (1 for modified/constrained, where a frame
-    carries at most one symbol) and end at ``end_symbol - s_range + 1`` on the last frame, so
-    at least one complete alignment survives pruning. Example with T=10, symbols
-    ``[A B C D E F]`` and s_range=3::
-
-        [[0, 1, 2], [0, 1, 2], [0, 1, 2], [0, 1, 2], [1, 2, 3],
-         [1, 2, 3], [1, 2, 3], [3, 4, 5], [3, 4, 5], [3, 4, 5]]
-
-    keeps A B C on frames 0-3, B C D on frames 4-6 and D E F on frames 7-9.
-
-    Args:
-      px_grad: (B, S, T+1) (regular) or (B, S, T) occupation of symbol arcs (``return_grad``
-        of :func:`rnnt_loss_simple`).
-      py_grad: (B, S+1, T) occupation of blank arcs.
-      boundary: (B, 4) int64 ``[begin_symbol, begin_frame, end_symbol, end_frame]``.
-      s_range: window width; values above S are reduced to S+1 (no pruning). At least 2 is
-        needed for regular RNN-T (1 for modified) for an alignment to survive.
-
-    Returns:
-      ranges: (B, T, s_range') int64 with ``0 <= ranges <= S``, ``ranges[b, t, k] = ranges[b, t, 0] + k``.
-    """
-    if px_grad.ndim != 3 or py_grad.ndim != 3:
-        raise ValueError(f"px_grad/py_grad must be 3-D, got {tuple(px_grad.shape)}, {tuple(py_grad.shape)}")
-    B, S, T1 = px_grad.shape
-    T = py_grad.shape[2]
-    if tuple(py_grad.shape) != (B, S + 1, T) or T1 not in (T, T + 1):
-        raise ValueError(f"inconsistent px_grad {tuple(px_grad.shape)} and py_grad {tuple(py_grad.shape)}")
-    if boundary is None or tuple(boundary.shape) != (B, 4):
-        raise ValueError(f"boundary must be (B={B}, 4), got {None if boundary is None else tuple(boundary.shape)}")
-    regular = T1 == T + 1
-    if s_range < (2 if regular else 1):
-        raise ValueError(
-            f"s_range must be >= {2 if regular else 1} for {'regular' if regular else 'modified'} "
-            f"RNN-T (narrower bands keep no complete alignment), got {s_range}"
-        )
-    s_range = min(s_range, S + 1)
-    n_start = S + 2 - s_range  # candidate window starts 0 .. S + 1 - s_range
-    with torch.no_grad():
-        cum = torch.zeros((B, S + 2, T), dtype=py_grad.dtype, device=py_grad.device)
-        torch.cumsum(py_grad, dim=1, out=cum[:, 1:])
-        mass = cum[:, s_range:] - cum[:, :n_start]  # (B, n_start, T)
-        if n_start > 1:
-            mass[:, 1:] -= px_grad[:, : n_start - 1, :T]
-        s_begin = mass.argmax(dim=1)  # (B, T)
-        t = torch.arange(T, device=s_begin.device)
-        tail = t.unsqueeze(0) >= (boundary[:, 3:4] - 1)
-        last = (boundary[:, 2:3] - s_range + 1).clamp(min=0).expand(B, T)
-        s_begin = torch.where(tail, last, s_begin)
-        s_begin = _limit_steps(s_begin, s_range - 1 if regular else 1)
-        return s_begin.unsqueeze(2) + torch.arange(s_range, device=s_begin.device)
-
-
-def _suffix_min(x: Tensor) -> Tensor:
-    """x[..., i] -> min(x[..., i:]) along the last dim: the largest monotone lower bound."""
-    return torch.flip(torch.cummin(torch.flip(x, (-1,)), dim=-1).values, (-1,))
-
-
-def _limit_steps(s_begin: Tensor, step: int) -> Tensor:
-    """Make (B, T) starts non-decreasing, 0 at t=0, and rising by at most ``step`` per frame.
-
-    ``s_begin[t+1] - s_begin[t] <= step`` is the same as ``t * step - s_begin[t]`` being
-    non-decreasing, so a suffix-min in that coordinate raises early starts just enough; clamping
-    that coordinate at 0 gives ``s_begin[t] <= t * step`` and hence ``s_begin[0] = 0``.
-    """
-    ramp = torch.arange(s_begin.shape[1], device=s_begin.device) * step
-    s_begin = _suffix_min(s_begin)
-    v = _suffix_min(ramp - s_begin).clamp(min=0)
-    return ramp - v
-
-
-def do_rnnt_pruning(am: Tensor, lm: Tensor, ranges: Tensor) -> Tuple[Tensor, Tensor]:
-    """Gather the joiner inputs on the pruned band.
-
-    Args:
-      am: (B, T, J) float, encoder-side joiner input.
-      lm: (B, S+1, J) float, prediction-side joiner input.
-      ranges: (B, T, s_range) int64 from :func:`get_rnnt_prune_ranges`.
-
-    Returns:
-      (am_pruned, lm_pruned), each (B, T, s_range, J); ``am_pruned`` is an expanded view of
-      ``am``, ``lm_pruned[b, t, k] = lm[b, ranges[b, t, k]]``.
-    """
-    if am.ndim != 3 or lm.ndim != 3 or ranges.ndim != 3:
-        raise ValueError(f"expected am (B,T,J), lm (B,S+1,J), ranges (B,T,R); got {tuple(am.shape)}, "
-                         f"{tuple(lm.shape)}, {tuple(ranges.shape)}")
-    B, T, R = ranges.shape
-    S1, J = lm.shape[1], lm.shape[2]
-    if am.shape[0] != B or am.shape[1] != T or lm.shape[0] != B or am.shape[2] != J:
-        raise ValueError(f"shape mismatch: am {tuple(am.shape)}, lm {tuple(lm.shape)}, ranges {tuple(ranges.shape)}")
-    am_pruned = am.unsqueeze(2).expand(B, T, R, J)
-    offset = (torch.arange(B, device=ranges.device) * S1).view(B, 1, 1)
-    lm_pruned = lm.reshape(B * S1, J).index_select(0, (ranges + offset).reshape(-1))
-    return am_pruned, lm_pruned.view(B, T, R, J)
-
-
-def rnnt_loss_pruned(
-    logits: Tensor,
-    symbols: Tensor,
-    ranges: Tensor,
-    termination_symbol: int,
-    boundary: Optional[Tensor] = None,
-    rnnt_type: str = "regular",
-    delay_penalty: float = 0.0,
-    reduction: Optional[str] = "mean",
-    return_grad: bool = False,
-) -> Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]:
-    """The RNN-T loss over the pruned band only.
-
-    Args:
-      logits: (B, T, s_range, C) float, i.e. batch, frames, prune_range, num_classes: raw joiner
-        output on the band, ``logits[b, t, k]`` belonging to symbol position ``ranges[b, t, k]``.
-      symbols: (B, S) int64 in [0, C).
-      ranges: (B, T, s_range) int64 from :func:`get_rnnt_prune_ranges`.
-      termination_symbol, boundary, rnnt_type, delay_penalty, reduction, return_grad: see
-        :func:`rnnt_loss`.
-
-    Returns:
-      Loss: (B,) for reduction "none", else a scalar (with ``return_grad``, also the arc
-      occupancies on the full (S+1, T+1) lattice). Arcs outside the band have log-prob -inf;
-      with ``s_range >= S + 1`` this equals :func:`rnnt_loss`.
-    """
-    _check_common(rnnt_type, reduction, termination_symbol, logits.shape[-1])
-    if logits.ndim != 4 or ranges.shape != logits.shape[:3]:
-        raise ValueError(
-            f"logits must be (B, T, s_range, C) and ranges (B, T, s_range); got logits "
-            f"{tuple(logits.shape)}, ranges {tuple(ranges.shape)}"
-        )
-    B, T, R, C = logits.shape
-    S = symbols.shape[1] if symbols.ndim == 2 else -1
-    _check_symbols(symbols, B, S, C)
-    if R > S + 1 or bool((ranges < 0).any()) or bool((ranges > S).any()):
-        raise ValueError(f"ranges must lie in [0, S={S}] with s_range <= S+1, got s_range={R}, "
-                         f"min {int(ranges.min())}, max {int(ranges.max())}")
-    padded = torch.cat((symbols, symbols.new_full((B, 1), termination_symbol)), dim=1)  # (B, S+1)
-    index = torch.gather(padded.unsqueeze(1).expand(B, T, S + 1), 2, ranges)  # (B, T, R)
-    lp_blank, lp_sym = joint_log_probs(logits, index, termination_symbol)
-    neg = lp_blank.new_full((B, T, S + 1), float("-inf"))
-    px = torch.scatter(neg, 2, ranges, lp_sym)[:, :, :S].transpose(1, 2)  # (B, S, T)
-    py = torch.scatter(neg, 2, ranges, lp_blank).transpose(1, 2)  # (B, S+1, T)
-    px, py = _finish_px_py(px, py, boundary, rnnt_type)
-    return _score(px, py, boundary, rnnt_type, delay_penalty, reduction, return_grad)
 
 
 # --------------------------------------------------------------------------- myna conveniences
@@ -562,3 +632,36 @@ def _check_finite(x: Tensor, name: str) -> None:
     if not bool(torch.isfinite(x).all()):
         where = (~torch.isfinite(x)).nonzero()[0].tolist()
         raise NonFiniteError(f"{name} must be finite; found {x[tuple(where)].item()} at index {where}")
+
+
+def _check_pruned(logits: Tensor, symbols: Tensor, ranges: Tensor) -> Tuple[int, int, int, int, int]:
+    """(B, T, s_range, C, S) after checking pruned logits, symbols and ranges."""
+    if logits.ndim != 4 or ranges.shape != logits.shape[:3]:
+        raise ValueError(
+            f"logits must be (B, T, s_range, C) and ranges (B, T, s_range); got logits "
+            f"{tuple(logits.shape)}, ranges {tuple(ranges.shape)}"
+        )
+    B, T, R, C = logits.shape
+    S = symbols.shape[1] if symbols.ndim == 2 else -1
+    _check_symbols(symbols, B, S, C)
+    if R > S + 1 or bool((ranges < 0).any()) or bool((ranges > S).any()):
+        raise ValueError(f"ranges must lie in [0, S={S}] with s_range <= S+1, got s_range={R}, "
+                         f"min {int(ranges.min())}, max {int(ranges.max())}")
+    return B, T, R, C, S
+
+
+def _band_symbols(symbols: Tensor, ranges: Tensor, blank: int) -> Tensor:
+    """(B, T, R) class of the symbol arc leaving each band cell (blank at position S)."""
+    B, T, _ = ranges.shape
+    S = symbols.shape[1]
+    padded = torch.cat((symbols, symbols.new_full((B, 1), blank)), dim=1)  # (B, S+1)
+    return torch.gather(padded.unsqueeze(1).expand(B, T, S + 1), 2, ranges)
+
+
+def _band_to_lattice(lp_blank: Tensor, lp_sym: Tensor, ranges: Tensor, S: int) -> Tuple[Tensor, Tensor]:
+    """Band log-probs (B, T, R) -> px (B, S, T) and py (B, S+1, T), -inf outside the band."""
+    B, T, _ = ranges.shape
+    neg = lp_blank.new_full((B, T, S + 1), float("-inf"))
+    px = torch.scatter(neg, 2, ranges, lp_sym)[:, :, :S].transpose(1, 2)
+    py = torch.scatter(neg, 2, ranges, lp_blank).transpose(1, 2)
+    return px, py
