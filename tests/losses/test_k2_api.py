@@ -99,6 +99,19 @@ def assert_close(actual, expected, rtol, atol=0.0):
     torch.testing.assert_close(actual.double(), expected.double(), rtol=rtol, atol=atol)
 
 
+def pruned_case(seed, shape, boundary, rnnt_type, R):
+    """Random float64 am, lm, symbols (from 1) and the band of width R the simple loss picks."""
+    g = torch.Generator().manual_seed(seed)
+    B, T, S, C = shape
+    lm = torch.randn(B, S + 1, C, generator=g, dtype=torch.float64)
+    am = torch.randn(B, T, C, generator=g, dtype=torch.float64)
+    symbols = torch.randint(1, C, (B, S), generator=g)
+    _, (px_grad, py_grad) = rnnt_loss_simple(lm, am, symbols, 0, boundary, rnnt_type, return_grad=True)
+    ranges = get_rnnt_prune_ranges(px_grad, py_grad, boundary, R)
+    am_p, lm_p = do_rnnt_pruning(am, lm, ranges)
+    return am, lm, symbols, ranges, am_p + lm_p
+
+
 # --------------------------------------------------------------------------- the recursion
 
 
@@ -224,16 +237,10 @@ def test_get_rnnt_logprobs_smoothed_interpolates_lm_only_and_am_only_log_probs(r
 
 @pytest.mark.parametrize("rnnt_type", TYPES)
 def test_get_rnnt_logprobs_pruned_equals_the_full_log_probs_inside_the_band(rnnt_type):
-    g = torch.Generator().manual_seed(6)
-    B, T, S, C, R = 2, 7, 5, 6, 3
-    lm = torch.randn(B, S + 1, C, generator=g, dtype=torch.float64)
-    am = torch.randn(B, T, C, generator=g, dtype=torch.float64)
-    symbols = torch.randint(1, C, (B, S), generator=g)
+    B, T, S, C = 2, 7, 5, 6
     boundary = torch.tensor([[0, 0, 5, 7], [0, 0, 4, 6]])
-    _, (px_grad, py_grad) = rnnt_loss_simple(lm, am, symbols, 0, boundary, rnnt_type, return_grad=True)
-    ranges = get_rnnt_prune_ranges(px_grad, py_grad, boundary, R)
-    am_p, lm_p = do_rnnt_pruning(am, lm, ranges)
-    px, py = get_rnnt_logprobs_pruned(am_p + lm_p, symbols, ranges, 0, boundary, rnnt_type)
+    am, lm, symbols, ranges, logits = pruned_case(6, (B, T, S, C), boundary, rnnt_type, 3)
+    px, py = get_rnnt_logprobs_pruned(logits, symbols, ranges, 0, boundary, rnnt_type)
     band = torch.zeros(B, T, S + 1, dtype=torch.bool).scatter(2, ranges, True)
     lp = torch.log_softmax(am[:, :, None] + lm[:, None], dim=-1)
     ref_px, ref_py = _lattice_from_log_probs(lp, symbols, 0, rnnt_type, boundary, band)
@@ -253,16 +260,10 @@ def hat_log_probs(logits):
 
 @pytest.mark.parametrize("rnnt_type", TYPES)
 def test_hat_pruned_loss_matches_the_definition_and_its_gradient(rnnt_type):
-    g = torch.Generator().manual_seed(7)
     B, T, S, C, R = 2, 6, 4, 5, 3
-    symbols = torch.randint(1, C, (B, S), generator=g)
     boundary = torch.tensor([[0, 0, 4, 6], [0, 0, 3, 5]])
-    lm = torch.randn(B, S + 1, C, generator=g, dtype=torch.float64)
-    am = torch.randn(B, T, C, generator=g, dtype=torch.float64)
-    _, (px_grad, py_grad) = rnnt_loss_simple(lm, am, symbols, 0, boundary, rnnt_type, return_grad=True)
-    ranges = get_rnnt_prune_ranges(px_grad, py_grad, boundary, R)
-    am_p, lm_p = do_rnnt_pruning(am, lm, ranges)
-    logits = torch.tanh(am_p + lm_p).requires_grad_()
+    _, _, symbols, ranges, logits = pruned_case(7, (B, T, S, C), boundary, rnnt_type, R)
+    logits = torch.tanh(logits).requires_grad_()
     loss = rnnt_loss_pruned(logits, symbols, ranges, 0, boundary, rnnt_type, reduction="none", use_hat_loss=True)
     ref_logits = logits.detach().clone().requires_grad_()
     lp_band = hat_log_probs(ref_logits)  # (B, T, R, C)
@@ -398,19 +399,12 @@ def test_fix_for_boundary_sets_each_end_frame_column_in_place():
 
 @pytest.mark.parametrize("rnnt_type", TYPES)
 def test_pruned_loss_return_grad_is_the_occupancy_on_the_full_lattice(rnnt_type):
-    g = torch.Generator().manual_seed(12)
-    B, T, S, C, R = 2, 6, 4, 5, 3
-    lm = torch.randn(B, S + 1, C, generator=g, dtype=torch.float64)
-    am = torch.randn(B, T, C, generator=g, dtype=torch.float64)
-    symbols = torch.randint(1, C, (B, S), generator=g)
     boundary = torch.tensor([[0, 0, 4, 6], [0, 0, 2, 5]])
-    _, (px_grad, py_grad) = rnnt_loss_simple(lm, am, symbols, 0, boundary, rnnt_type, return_grad=True)
-    ranges = get_rnnt_prune_ranges(px_grad, py_grad, boundary, R)
-    am_p, lm_p = do_rnnt_pruning(am, lm, ranges)
+    am, lm, symbols, ranges, logits = pruned_case(12, (2, 6, 4, 5), boundary, rnnt_type, 3)
     loss, (px_occ, py_occ) = rnnt_loss_pruned(
-        am_p + lm_p, symbols, ranges, 0, boundary, rnnt_type, reduction="none", return_grad=True
+        logits, symbols, ranges, 0, boundary, rnnt_type, reduction="none", return_grad=True
     )
-    px, py = get_rnnt_logprobs_pruned(am_p + lm_p, symbols, ranges, 0, boundary, rnnt_type)
+    px, py = get_rnnt_logprobs_pruned(logits, symbols, ranges, 0, boundary, rnnt_type)
     px.requires_grad_()
     py.requires_grad_()
     brute_lattice(px, py, boundary).sum().backward()
