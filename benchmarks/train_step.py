@@ -24,6 +24,10 @@ the step time relative to NeMo.
     python benchmarks/train_step.py                        # myna rows only
     MYNA_NEMO_PYTHON=/work/peers/nemo/bin/python python benchmarks/train_step.py
     python benchmarks/train_step.py --steps 1 --warmup 1 --rows myna-full,myna-pruned
+    python benchmarks/train_step.py --device cuda         # on a GPU (benchmarks/gpu.sh runs this)
+
+With ``--device cuda`` the step is timed with ``torch.cuda.synchronize`` around each part and
+memory is torch's peak CUDA allocation instead of the RSS.
 """
 
 from __future__ import annotations
@@ -101,37 +105,44 @@ def build_myna(model_cfg: dict, tokenizer_dir: Path, seed: int = 0):
 
 
 # ---- worker (one row, in its own process) ----------------------------------------------------
-def _worker(row: str, model_path: str, inputs_path: str, warmup: int, steps: int, threads: int) -> dict:
+def _worker(row: str, model_path: str, inputs_path: str, warmup: int, steps: int, threads: int,
+            device: str = "cpu") -> dict:
     import numpy as np
     import torch
 
     torch.set_num_threads(threads)
-    data = {k: torch.from_numpy(v) for k, v in np.load(inputs_path).items()}
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    data = {k: torch.from_numpy(v).to(device) for k, v in np.load(inputs_path).items()}
     if row == "nemo":
-        step_fn, params = _nemo_step(model_path, data)
+        step_fn, params = _nemo_step(model_path, data, device, sync)
     else:
-        step_fn, params = _myna_step(row, model_path, data)
+        step_fn, params = _myna_step(row, model_path, data, device, sync)
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     times, losses = [], []
     for i in range(warmup + steps):
+        sync()
         t0 = time.perf_counter()
         t_enc, loss = step_fn()
+        sync()
         t1 = time.perf_counter()
         loss.backward()
+        sync()
         t2 = time.perf_counter()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        sync()
         t3 = time.perf_counter()
         if i >= warmup:
             times.append((t3 - t0, t_enc, t1 - t0 - t_enc, t2 - t1, t3 - t2))
             losses.append(float(loss))
     med = [statistics.median(col) for col in zip(*times)]
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"row": row, "step_s": med[0], "enc_fwd_s": med[1], "loss_fwd_s": med[2], "backward_s": med[3],
-            "optim_s": med[4], "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "loss": statistics.mean(losses)}
+            "optim_s": med[4], "peak_mb": peak, "loss": statistics.mean(losses), "device": device}
 
 
-def _myna_step(row: str, model_path: str, data: dict):
+def _myna_step(row: str, model_path: str, data: dict, device: str = "cpu", sync=lambda: None):
     import torch
 
     from myna.interop.adapter import build_model
@@ -145,12 +156,13 @@ def _myna_step(row: str, model_path: str, data: dict):
         missing, unexpected = pruned.load_state_dict(model.state_dict(), strict=False)
         assert not unexpected and all(k.startswith("simple_") for k in missing), (missing, unexpected)
         model = pruned
-    model.train()
+    model.to(device).train()
 
     def step():
         t0 = time.perf_counter()
         features, lengths = model.featurize(data["audio"], data["audio_lengths"])
         encoded, encoded_lengths = model.encode(features, lengths)
+        sync()
         t_enc = time.perf_counter() - t0
         out = model.forward_transducer(encoded, encoded_lengths, data["tokens"], data["token_lengths"], step=None)
         return t_enc, out["loss"]
@@ -158,19 +170,20 @@ def _myna_step(row: str, model_path: str, data: dict):
     return step, [p for p in model.parameters() if p.requires_grad]
 
 
-def _nemo_step(model_path: str, data: dict):
+def _nemo_step(model_path: str, data: dict, device: str = "cpu", sync=lambda: None):
     import logging
 
     from nemo.collections.asr.models import ASRModel
     from nemo.utils import logging as nemo_logging
 
     nemo_logging.setLevel(logging.ERROR)
-    model = ASRModel.restore_from(model_path, map_location="cpu")
+    model = ASRModel.restore_from(model_path, map_location=device)
     model.train()
 
     def step():
         t0 = time.perf_counter()
         encoded, encoded_len = model.forward(input_signal=data["audio"], input_signal_length=data["audio_lengths"])
+        sync()
         t_enc = time.perf_counter() - t0
         decoder, target_length, _ = model.decoder(targets=data["tokens"], target_length=data["token_lengths"])
         joint = model.joint(encoder_outputs=encoded, decoder_outputs=decoder)
@@ -201,7 +214,8 @@ def run_rows(rows, model_path: Path, inputs_path: Path, args) -> list[dict]:
                 print("nemo: skipped (nemo_toolkit not importable here or from $MYNA_NEMO_PYTHON)", flush=True)
                 continue
         cmd = [python, __file__, "--worker", row, "--model", str(model_path), "--inputs", str(inputs_path),
-               "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads", str(args.threads)]
+               "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads", str(args.threads),
+               "--device", args.device]
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if r.returncode != 0:
             print(f"{row}: failed\n{r.stderr[-3000:]}", flush=True)
@@ -221,12 +235,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="torch device (cuda: timed with synchronisation, "
+                    "memory = torch's peak CUDA allocation)")
+    ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--inputs", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(_worker(args.worker, args.model, args.inputs, args.warmup, args.steps, args.threads)))
+        print(json.dumps(_worker(args.worker, args.model, args.inputs, args.warmup, args.steps, args.threads,
+                                 args.device)))
         return
 
     import numpy as np
@@ -248,6 +266,8 @@ def main() -> None:
               f"{args.tokens} tokens, {args.threads} threads; median of {args.steps} steps after {args.warmup} warm-up",
               flush=True)
         results = run_rows(rows, model_path, inputs_path, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
     nemo = next((r for r in results if r["row"] == "nemo"), None)
     print()
     print("| row | step s | encoder fwd s | loss fwd s | backward s | AdamW s | peak RSS MB | loss | x NeMo |")
