@@ -217,6 +217,7 @@ def worker(impl: str, shape, threads: int, warmup: int, runs: int, device: str =
         "start_mb": start_mb,
         "loss": statistics.mean(losses),
         "torch": torch.__version__,
+        "load1": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
     }
 
 
@@ -411,13 +412,15 @@ def merge_repeats(results):
             m[key] = statistics.median(r[key] for r in ok)
         m["step_mb"] = statistics.median(r["peak_mb"] - r["start_mb"] for r in ok)
         m["process_walls"] = [r["wall"] for r in ok]
+        m["load1_max"] = max(r.get("load1", float("nan")) for r in ok)
         merged.append(m)
     return merged
 
 
 def format_table(results) -> str:
     """One table; the 'myna / this' columns compare myna-full to full losses and myna-pruned to
-    pruned ones, by time and by memory above start-up ("step MB")."""
+    pruned ones, by time and by memory above start-up ("step MB"); "load" is the highest 1-minute
+    load average seen at the end of the row's processes."""
     ref = {}
     for r in results:
         if r["impl"].startswith("myna") and "error" not in r:
@@ -425,7 +428,7 @@ def format_table(results) -> str:
                 ref[(tuple(r["shape"]), r["threads"], IMPLS[r["impl"]][1])] = r
     head = (f"{'shape (B,T,S,C)':<20} {'thr':>3}  {'implementation':<26} {'time s':>8} {'cpu s':>8} "
             f"{'peak MB':>8} {'start MB':>8} {'step MB':>8} {'loss':>10}   {'myna/this time':>14} "
-            f"{'myna/this step MB':>17}")
+            f"{'myna/this step MB':>17} {'load':>5}")
     lines = [head, "-" * len(head)]
     for r in results:
         shape = "(" + ",".join(map(str, r["shape"])) + ")"
@@ -438,7 +441,8 @@ def format_table(results) -> str:
         rm = f"{m.get('step_mb', m['peak_mb'] - m['start_mb']) / step:.2f}x" if m else "-"
         lines.append(
             f"{shape:<20} {r['threads']:>3}  {r['impl']:<26} {r['wall']:>8.3f} {r['cpu']:>8.3f} "
-            f"{r['peak_mb']:>8.0f} {r['start_mb']:>8.0f} {step:>8.0f} {r['loss']:>10.3f}   {rt:>14} {rm:>17}"
+            f"{r['peak_mb']:>8.0f} {r['start_mb']:>8.0f} {step:>8.0f} {r['loss']:>10.3f}   {rt:>14} {rm:>17} "
+            f"{r.get('load1_max', r.get('load1', float('nan'))):>5.1f}"
         )
     return "\n".join(lines)
 
@@ -446,6 +450,7 @@ def format_table(results) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="only the small shape (8, 250, 60, 500)")
+    ap.add_argument("--shapes", nargs="+", metavar="B,T,S,C", help="shapes to run instead of the two defaults")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts (default 1 2)")
     ap.add_argument("--impl", nargs="+", default=list(IMPLS), choices=list(IMPLS), help="implementations to run")
     ap.add_argument("--peer-python", action="append", default=[], metavar="PEER=PYTHON",
@@ -483,6 +488,8 @@ def main(argv=None) -> int:
         name, python = item.split("=", 1)
         explicit[name] = python
     shapes = SHAPES[:1] if args.quick else SHAPES
+    if args.shapes:
+        shapes = [tuple(int(x) for x in shape.split(",")) for shape in args.shapes]
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     if args.accuracy:
