@@ -13,18 +13,21 @@
 #   after --         passed to benchmarks/gpu.py (e.g. --parts loss,train --decode-model M.nemo)
 #
 # Environment: PYTHON (CPython >= 3.10 for the venvs, default python3), TORCH (pip spec of the
-# CUDA torch, default "torch==2.13.0": PyPI's Linux wheel is a CUDA build), FAST_RNNT (1.3),
+# CUDA torch, default "torch==2.13.0": PyPI's Linux wheel is a CUDA build; TORCHVISION to match
+# it for NeMo, default "torchvision<=0.29.1"), FAST_RNNT (1.3),
 # NEMO ("nemo-toolkit[asr]==3.0.0"), JOBS (compile jobs, default: all cores).
 #
 # Venvs made in DIR: myna (torch + myna editable + fast_rnnt built with -DFT_WITH_CUDA=ON when
 # nvcc is found), nemo (NeMo 3.0 with the same torch). Each install step is skipped when done.
-# The table goes to stdout and DIR/gpu_results.{md,json}.
+# The table goes to stdout and DIR/gpu_results.{md,json}. The decode rows need a trained model:
+# without --decode-model, the dummy model is trained on the bundled digits (about a minute).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR="${GPU_BENCH_DIR:-/tmp/myna-gpu}"
 PYTHON="${PYTHON:-python3}"
 TORCH="${TORCH:-torch==2.13.0}"
+TORCHVISION="${TORCHVISION:-torchvision<=0.29.1}"  # the torchvision that goes with TORCH
 FAST_RNNT="${FAST_RNNT:-1.3}"
 NEMO="${NEMO:-nemo-toolkit[asr]==3.0.0}"
 JOBS="${JOBS:-$(nproc)}"
@@ -37,7 +40,7 @@ while [[ $# -gt 0 ]]; do
         --skip-install) SKIP_INSTALL=1 ;;
         --dir) DIR="$2"; shift ;;
         --) shift; PASS=("$@"); break ;;
-        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "gpu.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -110,7 +113,8 @@ else
         make_venv "$NEMO_VENV"
         log "nemo venv: $TORCH, $NEMO (a few minutes)"
         "$NEMO_VENV/bin/python" -m pip install --quiet "$TORCH"
-        printf '%s\n' "$TORCH" >"$DIR/constraints.txt"
+        # the torch above, and a torchvision that goes with it (as for the CPU NeMo venv)
+        printf '%s\n' "$TORCH" "$TORCHVISION" >"$DIR/constraints.txt"
         "$NEMO_VENV/bin/python" -m pip install --quiet -c "$DIR/constraints.txt" "$NEMO" \
             || log "NeMo did not install; its rows will say so"
     fi
