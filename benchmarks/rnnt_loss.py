@@ -7,6 +7,9 @@ starting from random ``am`` (B, T, C) and ``lm`` (B, S+1, C) leaf tensors:
 - full losses: ``logits = am.unsqueeze(2) + lm.unsqueeze(1)`` (B, T, S+1, C), then the loss.
 - myna-full-inplace: the same with ``inplace_grad=True`` (the gradient overwrites ``logits``,
   which is what optimized_transducer always does).
+- nemo-full: the same logits into NeMo's default loss (``RNNTLossNumba``, "warprnnt_numba"), whose
+  CPU path is a Python loop that NeMo's users never run (they train on GPU); it takes seconds per
+  call, so its process times ``--slow-runs`` runs (default 1) after the warm-up.
 - pruned pipelines: simple loss with ``return_grad``, ranges with s_range 5, pruning,
   pruned loss on ``am_pruned + lm_pruned``; backward of simple + pruned.
 
@@ -70,6 +73,17 @@ IMPLS = {
     "k2-pruned": ("k2", "pruned"),
     "optimized_transducer-full": ("optimized_transducer", "full"),
     "torchaudio-full": ("torchaudio", "full"),
+    # NeMo's default RNN-T loss ("warprnnt_numba") on CPU: a Python loop over T x (U+1) that
+    # NeMo's users never run (on GPU the same class runs numba CUDA kernels)
+    "nemo-full": ("nemo.collections.asr.parts.numba.rnnt_loss", "full"),
+}
+# rows that take seconds per call: timed with at most --slow-runs runs (see --help)
+SLOW_IMPLS = {"nemo-full"}
+# printed under the table for rows measured on a path their users never run
+NOTES = {
+    "nemo-full": "NeMo's default RNN-T loss (warprnnt_numba) on CPU: log_softmax, then a Python loop over "
+                 "T x (U+1) (cpu_rnnt.CPURNNT). NeMo's users never train on this path; on GPU the same "
+                 "class runs numba CUDA kernels, which this CPU row says nothing about.",
 }
 
 
@@ -84,6 +98,10 @@ def _import_impl(impl: str):
         return lib
     if impl == "torchaudio-full":
         import torchaudio.functional as lib
+
+        return lib
+    if impl == "nemo-full":
+        from nemo.collections.asr.parts.numba.rnnt_loss import rnnt_pytorch as lib
 
         return lib
     return __import__(IMPLS[impl][0])
@@ -130,6 +148,21 @@ def _make_step(impl: str, lib, am, lm, symbols, boundary):
         def step():
             logits = am.unsqueeze(2) + lm.unsqueeze(1)
             loss = F.rnnt_loss(logits, targets, t_len, u_len, blank=BLANK, reduction="mean")
+            loss.backward()
+            return loss.item()
+
+        return step
+
+    if impl == "nemo-full":
+        # the class NeMo's RNNTLoss builds for loss_name "default"; on CPU it takes log_softmax
+        # itself and runs the warp-transducer recursion in Python (cpu_rnnt.CPURNNT)
+        loss_fn = lib.RNNTLossNumba(blank=BLANK, reduction="mean")
+        t_len = torch.full((B,), T, dtype=torch.int64)
+        u_len = torch.full((B,), S, dtype=torch.int64)
+
+        def step():
+            logits = am.unsqueeze(2) + lm.unsqueeze(1)
+            loss = loss_fn(logits, symbols, t_len, u_len).sum()
             loss.backward()
             return loss.item()
 
@@ -335,7 +368,7 @@ def _can_import(python: str, module: str, cache: dict) -> bool:
         try:
             r = subprocess.run(
                 [python, "-c", f"import {module}"], cwd=str(REPO_ROOT / "benchmarks"),
-                capture_output=True, timeout=120,
+                capture_output=True, timeout=600,
             )
             cache[key] = r.returncode == 0
         except (OSError, subprocess.TimeoutExpired):
@@ -439,11 +472,14 @@ def format_table(results) -> str:
         m = ref.get((tuple(r["shape"]), r["threads"], IMPLS[r["impl"]][1]))
         rt = f"{m['wall'] / r['wall']:.2f}x" if m else "-"
         rm = f"{m.get('step_mb', m['peak_mb'] - m['start_mb']) / step:.2f}x" if m else "-"
+        name = r["impl"] + ("*" if r["impl"] in NOTES else "")
         lines.append(
-            f"{shape:<20} {r['threads']:>3}  {r['impl']:<26} {r['wall']:>8.3f} {r['cpu']:>8.3f} "
+            f"{shape:<20} {r['threads']:>3}  {name:<26} {r['wall']:>8.3f} {r['cpu']:>8.3f} "
             f"{r['peak_mb']:>8.0f} {r['start_mb']:>8.0f} {step:>8.0f} {r['loss']:>10.3f}   {rt:>14} {rm:>17} "
             f"{r.get('load1_max', r.get('load1', float('nan'))):>5.1f}"
         )
+    shown = {r["impl"] for r in results}
+    lines += [f"* {impl}: {note}" for impl, note in NOTES.items() if impl in shown]
     return "\n".join(lines)
 
 
@@ -457,6 +493,9 @@ def main(argv=None) -> int:
                     help="interpreter for a peer module, e.g. fast_rnnt=/work/peers/ft/bin/python (repeatable)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--runs", type=int, default=5, help="timed runs per process; their median is the process's time")
+    ap.add_argument("--slow-runs", type=int, default=1,
+                    help=f"timed runs per process for the rows that take seconds per call ({', '.join(sorted(SLOW_IMPLS))}), "
+                         "at most --runs")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run the whole sweep this many times, each measurement in a fresh process every "
                          "time, interleaved; the table shows medians over the processes")
@@ -509,8 +548,10 @@ def main(argv=None) -> int:
                     for impl in args.impl:
                         if impl not in pythons:
                             continue
-                        r = run_one(pythons[impl], impl, shape, threads, args.warmup, args.runs, args.timeout,
+                        runs = min(args.runs, args.slow_runs) if impl in SLOW_IMPLS else args.runs
+                        r = run_one(pythons[impl], impl, shape, threads, args.warmup, runs, args.timeout,
                                     args.device)
+                        r["runs"] = runs
                         r["python"] = pythons[impl]
                         results.append(r)
                         print(f"# [{rep + 1}/{args.repeat}] {impl} {shape} threads={threads}: "
@@ -518,8 +559,10 @@ def main(argv=None) -> int:
                                  f"{r['wall']:.3f} s, {r['peak_mb']:.0f} MB peak, {r['start_mb']:.0f} MB at start"),
                               file=sys.stderr, flush=True)
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        slow = sorted(SLOW_IMPLS & set(pythons))
         print(f"RNN-T loss + backward on {args.device}: median of {args.runs} runs after {args.warmup} "
-              f"warm-up per process, "
+              f"warm-up per process" + (f" ({', '.join(slow)}: {min(args.runs, args.slow_runs)} run(s))" if slow else "")
+              + ", "
               f"median over {args.repeat} process(es) per row; {os.cpu_count()} CPUs, load average "
               f"{load0:.2f} at the start, {load:.2f} at the end, "
               f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
