@@ -7,14 +7,15 @@
 # repository, next to two throwaway packages `k2` and `fast_rnnt` whose only content is
 # `from myna.losses import *` plus the one module attribute the files read besides the RNN-T API
 # (`k2.with_cuda`, `fast_rnnt.with_cuda()`: true, since myna.losses runs wherever torch runs),
-# and runs pytest there. A pass means the test's own assertions held with myna's functions.
+# and runs the files there. A pass means the test's own assertions held with myna's functions.
 #
 #   bash benchmarks/k2_api_tests.sh                      # downloads the files from GitHub
 #   bash benchmarks/k2_api_tests.sh --k2 ~/src/k2 --fast-rnnt ~/src/fast_rnnt   # local clones
 #
 # --k2 / --fast-rnnt take a git repository (clone or bare: the pinned commit is read with
 # `git show`) or a directory holding the two test files. PYTHON (default: python) is the
-# interpreter with myna installed; extra arguments after `--` go to pytest (e.g. -k pruned).
+# interpreter with myna's dependencies (myna itself is put on PYTHONPATH); extra arguments after
+# `--` go to the test runner (pytest when installed, else unittest; e.g. -k pruned).
 # Some of the files' checks compare with torchaudio.functional.rnnt_loss when torchaudio imports.
 set -euo pipefail
 
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
         --k2) K2_SRC=$2; shift 2 ;;
         --fast-rnnt) FT_SRC=$2; shift 2 ;;
         --) shift; PYTEST_ARGS=("$@"); break ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "k2_api_tests.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -74,10 +75,13 @@ printf 'from myna.losses import *  # noqa: F401,F403\n\n\ndef with_cuda():\n    
 
 PYTHON=$(command -v "$PYTHON") || { echo "k2_api_tests.sh: no interpreter $PYTHON" >&2; exit 1; }
 PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c "import myna.losses" || { echo "k2_api_tests.sh: $PYTHON cannot import myna.losses" >&2; exit 1; }
+# the files are unittest test cases: pytest runs them when it is installed, unittest otherwise
+RUNNER=(-m pytest -q -p no:cacheprovider)
+"$PYTHON" -c "import pytest" 2>/dev/null || RUNNER=(-m unittest)
 status=0
 for name in k2 fast-rnnt; do
-    echo "== $name's tests against myna.losses"
+    echo "== $name's tests against myna.losses ($PYTHON ${RUNNER[*]})"
     (cd "$WORK/$name" && PYTHONPATH="$WORK/alias:$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" \
-        "$PYTHON" -m pytest -q -p no:cacheprovider "${FILES[@]}" "${PYTEST_ARGS[@]}") || status=1
+        "$PYTHON" "${RUNNER[@]}" "${FILES[@]}" "${PYTEST_ARGS[@]}") || status=1
 done
 exit $status

@@ -505,6 +505,8 @@ def main(argv=None) -> int:
                     help="torch device (cuda: timed with synchronisation, memory = torch's CUDA allocations)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per subprocess")
     ap.add_argument("--json", type=Path, help="also write all results to this JSON file")
+    ap.add_argument("--from-json", type=Path, nargs="+", metavar="JSON",
+                    help="print the speed table of earlier --json files (rows of all files together) and exit")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--accuracy-worker", help=argparse.SUPPRESS)
     ap.add_argument("--ref-path", help=argparse.SUPPRESS)
@@ -518,6 +520,11 @@ def main(argv=None) -> int:
         else:
             out = accuracy_worker(args.accuracy_worker, shape, args.threads[0], args.ref_path)
         print(json.dumps(out))
+        return 0
+
+    if args.from_json:
+        rows = [r for path in args.from_json for r in json.loads(path.read_text())]
+        print(format_table(merge_repeats(rows)))
         return 0
 
     explicit = {}
@@ -554,6 +561,8 @@ def main(argv=None) -> int:
                         r["runs"] = runs
                         r["python"] = pythons[impl]
                         results.append(r)
+                        if args.json:  # after every row: a long sweep that is stopped keeps its rows
+                            args.json.write_text(json.dumps(results, indent=1))
                         print(f"# [{rep + 1}/{args.repeat}] {impl} {shape} threads={threads}: "
                               + (r["error"] if "error" in r else
                                  f"{r['wall']:.3f} s, {r['peak_mb']:.0f} MB peak, {r['start_mb']:.0f} MB at start"),
