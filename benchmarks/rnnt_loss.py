@@ -452,8 +452,9 @@ def merge_repeats(results):
 
 def format_table(results) -> str:
     """One table; the 'myna / this' columns compare myna-full to full losses and myna-pruned to
-    pruned ones, by time and by memory above start-up ("step MB"); "load" is the highest 1-minute
-    load average seen at the end of the row's processes."""
+    pruned ones, by wall time, by process CPU time (the steadier of the two on a busy machine) and
+    by memory above start-up ("step MB"); "load" is the highest 1-minute load average seen at the
+    end of the row's processes."""
     ref = {}
     for r in results:
         if r["impl"].startswith("myna") and "error" not in r:
@@ -461,7 +462,7 @@ def format_table(results) -> str:
                 ref[(tuple(r["shape"]), r["threads"], IMPLS[r["impl"]][1])] = r
     head = (f"{'shape (B,T,S,C)':<20} {'thr':>3}  {'implementation':<26} {'time s':>8} {'cpu s':>8} "
             f"{'peak MB':>8} {'start MB':>8} {'step MB':>8} {'loss':>10}   {'myna/this time':>14} "
-            f"{'myna/this step MB':>17} {'load':>5}")
+            f"{'myna/this cpu':>13} {'myna/this step MB':>17} {'load':>5}")
     lines = [head, "-" * len(head)]
     for r in results:
         shape = "(" + ",".join(map(str, r["shape"])) + ")"
@@ -471,11 +472,12 @@ def format_table(results) -> str:
         step = r.get("step_mb", r["peak_mb"] - r["start_mb"])
         m = ref.get((tuple(r["shape"]), r["threads"], IMPLS[r["impl"]][1]))
         rt = f"{m['wall'] / r['wall']:.2f}x" if m else "-"
+        rc = f"{m['cpu'] / r['cpu']:.2f}x" if m else "-"
         rm = f"{m.get('step_mb', m['peak_mb'] - m['start_mb']) / step:.2f}x" if m else "-"
         name = r["impl"] + ("*" if r["impl"] in NOTES else "")
         lines.append(
             f"{shape:<20} {r['threads']:>3}  {name:<26} {r['wall']:>8.3f} {r['cpu']:>8.3f} "
-            f"{r['peak_mb']:>8.0f} {r['start_mb']:>8.0f} {step:>8.0f} {r['loss']:>10.3f}   {rt:>14} {rm:>17} "
+            f"{r['peak_mb']:>8.0f} {r['start_mb']:>8.0f} {step:>8.0f} {r['loss']:>10.3f}   {rt:>14} {rc:>13} {rm:>17} "
             f"{r.get('load1_max', r.get('load1', float('nan'))):>5.1f}"
         )
     shown = {r["impl"] for r in results}
