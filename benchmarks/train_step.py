@@ -276,6 +276,10 @@ def main() -> None:
         ratio = f"{r['step_s'] / nemo['step_s']:.3f}" if nemo else "-"
         print(f"| {r['row']} | {r['step_s']:.2f} | {r['enc_fwd_s']:.2f} | {r['loss_fwd_s']:.2f} | {r['backward_s']:.2f} "
               f"| {r['optim_s']:.2f} | {r['peak_mb']:.0f} | {r['loss']:.3f} | {ratio} |")
+    if nemo and nemo.get("device", args.device) == "cpu":
+        print("\nOn CPU, NeMo's row runs its default RNN-T loss (warprnnt_numba) through its CPU path: "
+              "log_softmax, then a Python loop over T x (U+1). NeMo's users train on GPU, where the same "
+              "loss runs numba CUDA kernels; the 'x NeMo' ratios compare with a path they never run.")
 
 
 if __name__ == "__main__":
