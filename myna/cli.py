@@ -3,6 +3,7 @@
     myna train RECIPE.yaml [key=value ...]
     myna evaluate --model MODEL --manifest TEST.json [--batch-size 16] [--output hyps.jsonl]
     myna transcribe --model MODEL a.wav b.flac ...
+    myna average EXP_DIR --last 5 [--out averaged.nemo]
     myna tokenizer train --manifest TRAIN.json --vocab-size 128 --out-dir DIR
     myna data prepare CORPUS --source DIR --out-dir DIR [--workers N] [--download]
     myna data tar --manifest_path TRAIN.json --target_dir DIR --num_shards 64 [--buckets_num 4]
@@ -70,6 +71,23 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     model = myna.load(args.model)
     for path, text in zip(args.audio, model.transcribe(args.audio, batch_size=args.batch_size)):
         print(f"{path}\t{text}")
+    return 0
+
+
+def _cmd_average(args: argparse.Namespace) -> int:
+    from myna.training.averaging import select_checkpoints, write_averaged_nemo
+
+    steps = None
+    if args.steps is not None:
+        try:
+            steps = tuple(int(x) for x in args.steps.split(":"))
+            assert len(steps) == 2
+        except (ValueError, AssertionError):
+            raise ValueError(f"--steps {args.steps!r}: expected START:END, e.g. 300:600") from None
+    exp_dir = Path(args.exp_dir)
+    paths = select_checkpoints(exp_dir / "checkpoints", last=args.last, steps=steps)
+    out = write_averaged_nemo(exp_dir, paths, Path(args.out) if args.out else exp_dir / "averaged.nemo")
+    print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}): {out}")
     return 0
 
 
@@ -246,6 +264,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model file (.nemo archive, myna's or NeMo's)")
     p.add_argument("--out", required=True, help="output .nemo file")
     p.set_defaults(func=_cmd_export_nemo)
+
+    p = sub.add_parser("average", help="average a run's last N (or a step range of) checkpoints into a .nemo "
+                       "(icefall's checkpoint averaging)")
+    p.add_argument("exp_dir", help="the run folder (exp_manager.exp_dir) with config.yaml and checkpoints/")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--last", type=int, help="average the last N step checkpoints")
+    which.add_argument("--steps", help="average the step checkpoints with START <= step <= END, as START:END")
+    p.add_argument("--out", help="output .nemo (default EXP_DIR/averaged.nemo)")
+    p.set_defaults(func=_cmd_average)
 
     p = sub.add_parser("tokenizer", help="tokenizer tools")
     tok = p.add_subparsers(dest="tokenizer_command", required=True)

@@ -106,7 +106,11 @@ DEFAULTS: dict[str, Any] = {
         "check_val_every_n_epoch": 1,
         "log_every_n_steps": 10,
         "accelerator": "auto",
-        "devices": 1,
+        "devices": 1,  # processes per node (GPUs, or CPU processes with accelerator: cpu)
+        "num_nodes": 1,
+        # NeMo's names: auto (one process: none; several: ddp), ddp, fsdp, ddp_spawn, ...
+        "strategy": "auto",
+        "sync_batchnorm": False,  # batch-norm statistics over all ranks' batches (DDP)
         "precision": "32-true",
         "gradient_clip_val": 0.0,
         "accumulate_grad_batches": 1,
@@ -120,6 +124,15 @@ DEFAULTS: dict[str, Any] = {
         "skip_nan_grad": True,
         "max_skipped_batches": 20,
     },
+    # How the processes of a multi-process run find each other, and what ends a run that lost one
+    # (myna.training.distributed). model.train_ds batch sizes are per rank.
+    "distributed": {
+        "timeout_s": 600,  # a collective (or the wait for rank 0's tokenizer) that takes longer fails
+        "heartbeat_s": 2.0,  # each rank says it is alive this often (0: no watchdog)
+        "lost_after_s": 30.0,  # a rank silent this long is named as lost and every rank stops
+        # trainer.strategy=fsdp: what is sharded and how checkpoints are written (Lightning's FSDPStrategy)
+        "fsdp": {"sharding_strategy": "FULL_SHARD", "state_dict_type": "sharded", "cpu_offload": False},
+    },
     "exp_manager": {
         "exp_dir": "exp",
         "name": "${name}",
@@ -128,6 +141,11 @@ DEFAULTS: dict[str, Any] = {
         "create_tensorboard_logger": True,
         "create_csv_logger": True,
         "plot_learning_curve": True,
+        # An exponential moving average of the weights (NeMo's exp_manager.ema keys): validation
+        # and the final model use the averaged weights; checkpoints keep both.
+        "ema": {"enable": False, "decay": 0.999, "every_n_steps": 1, "cpu_offload": False},
+        # Write the utterance ids each rank trained on, per epoch (utterances/epochN_rankR.txt).
+        "log_utterance_ids": False,
     },
 }
 

@@ -247,7 +247,8 @@ def _lhotse_loader(spec: DatasetSpec, tokenizer: Any, *, train: bool, seed: int,
     cuts, streaming = lhotse_io.read_cutset(
         sources, sample_rate=spec.sample_rate, shuffle=spec.shuffle, shard_seed=shard_seed,
         infinite=train and not spec.force_finite, min_duration=spec.min_duration, max_duration=spec.max_duration,
-        text_field=spec.text_field, lang_field=spec.lang_field, tokenizer=tokenizer)
+        text_field=spec.text_field, lang_field=spec.lang_field, tokenizer=tokenizer,
+        shard_strategy=spec.tarred_shard_strategy, world_size=world_size, rank=rank)
     synthesizer = None
     if any(s.type in lhotse_io.TEXT_SOURCE_TYPES for s in sources):
         from myna.data.tts import build_synthesizer

@@ -126,16 +126,27 @@ class LazyNeMoTarredIterator:
         shuffle_shards: shuffle the shard order on each pass.
         shard_seed: int | "trng" | "randomized".
         text_field, lang_field, sample_rate, tags: as :class:`LazyNeMoIterator`.
+        shard_strategy, world_size, rank: ``scatter`` reads only this rank's shards (every
+            ``world_size``-th, from ``rank``), so ranks share a pass over the data out; ``replicate``
+            (NeMo's Lhotse behaviour) reads every shard on every rank, each in its own order.
     """
 
     def __init__(self, manifest_filepath: Any, tarred_audio_filepaths: Any, *, shuffle_shards: bool = False,
                  shard_seed: int | str = "trng", text_field: str = "text", lang_field: str = "lang",
-                 sample_rate: int = 16000, tags: Mapping[str, Any] | None = None):
-        self.shards = expand_sharded_filepaths(tarred_audio_filepaths, "replicate")
+                 sample_rate: int = 16000, tags: Mapping[str, Any] | None = None, shard_strategy: str = "replicate",
+                 world_size: int = 1, rank: int = 0):
+        shards = expand_sharded_filepaths(tarred_audio_filepaths, "replicate")
         manifests = expand_sharded_filepaths(manifest_filepath, "replicate")
-        if len(manifests) not in (1, len(self.shards)):
-            raise ValueError(f"{len(manifests)} manifests for {len(self.shards)} shards: give one tarred "
+        if len(manifests) not in (1, len(shards)):
+            raise ValueError(f"{len(manifests)} manifests for {len(shards)} shards: give one tarred "
                              f"manifest or one sharded manifest per shard ({manifest_filepath!r})")
+        if shard_strategy == "scatter" and world_size > 1:
+            if len(shards) < world_size:
+                raise ValueError(f"{len(shards)} shards cannot be scattered over {world_size} ranks "
+                                 f"(tarred_shard_strategy: scatter); use replicate or write more shards")
+            shards = shards[rank::world_size]
+            manifests = manifests if len(manifests) == 1 else manifests[rank::world_size]
+        self.shards = shards
         self.manifests = manifests
         self.shuffle_shards = shuffle_shards
         self.shard_seed = shard_seed
@@ -182,7 +193,7 @@ class LazyNeMoTarredIterator:
                                len(expected), index.entries[unread[0]].audio_filepath, self.unread)
 
     def __len__(self) -> int:
-        return sum(count_manifest_lines(m) for m in self.manifests)
+        return sum(count_manifest_lines(m) for m in self.manifests)  # one tarred manifest: all ranks' entries
 
 
 def _make_cut(entry: ManifestEntry, cut_id: str, recording_id: str, source: str | bytes, *, lang_field: str,
@@ -341,7 +352,8 @@ def sources_of(spec: DatasetSpec) -> list[LhotseSource]:
 
 def read_cutset(sources: Sequence[LhotseSource], *, sample_rate: int, shuffle: bool, shard_seed: Any,
                 infinite: bool = False, min_duration: float | None = None, max_duration: float | None = None,
-                text_field: str = "text", lang_field: str = "lang", tokenizer: Any = None) -> tuple[CutSet, bool]:
+                text_field: str = "text", lang_field: str = "lang", tokenizer: Any = None,
+                shard_strategy: str = "replicate", world_size: int = 1, rank: int = 0) -> tuple[CutSet, bool]:
     """The (lazy) CutSet of some sources, and whether it streams shards.
 
     With ``infinite`` every source repeats before muxing, so the weights hold exactly for as long
@@ -356,6 +368,8 @@ def read_cutset(sources: Sequence[LhotseSource], *, sample_rate: int, shuffle: b
         min_duration, max_duration: seconds (None: no bound).
         text_field, lang_field: manifest keys for sources that name none.
         tokenizer: gives text sources' examples their token ids (their length in tokens).
+        shard_strategy, world_size, rank: how tar shards are split over ranks
+            (:class:`LazyNeMoTarredIterator`).
     """
     cutsets, streaming = [], False
     for source in sources:
@@ -365,7 +379,9 @@ def read_cutset(sources: Sequence[LhotseSource], *, sample_rate: int, shuffle: b
         else:
             cuts, is_stream = _source_cutset(source, sample_rate=sample_rate, shuffle=shuffle, shard_seed=shard_seed,
                                              text_field=source.text_field or text_field,
-                                             lang_field=source.lang_field or lang_field)
+                                             lang_field=source.lang_field or lang_field,
+                                             split=dict(shard_strategy=shard_strategy, world_size=world_size,
+                                                        rank=rank))
         streaming |= is_stream
         cutsets.append(cuts.repeat() if infinite else cuts)
     cuts = cutsets[0] if len(cutsets) == 1 else CutSet.mux(*cutsets, weights=[s.weight for s in sources],
@@ -384,7 +400,7 @@ def read_cutset_from_config(section: Any, infinite: bool = False, name: str = "t
 
 
 def _source_cutset(source: LhotseSource, *, sample_rate: int, shuffle: bool, shard_seed: Any, text_field: str,
-                   lang_field: str) -> tuple[CutSet, bool]:
+                   lang_field: str, split: Mapping[str, Any] | None = None) -> tuple[CutSet, bool]:
     tags = dict(source.tags)
     if source.type == "nemo":
         pairs = weighted_manifest_paths(source.manifest_filepath)
@@ -395,7 +411,8 @@ def _source_cutset(source: LhotseSource, *, sample_rate: int, shuffle: bool, sha
     if source.type == "nemo_tarred":
         return CutSet(LazyNeMoTarredIterator(source.manifest_filepath, source.tarred_audio_filepaths,
                                              shuffle_shards=shuffle, shard_seed=shard_seed, text_field=text_field,
-                                             lang_field=lang_field, sample_rate=sample_rate, tags=tags)), True
+                                             lang_field=lang_field, sample_rate=sample_rate, tags=tags,
+                                             **(split or {}))), True
     if source.type == "lhotse":
         path = source.cuts_path
         cuts = CutSet.from_jsonl_lazy(path) if str(path).endswith((".jsonl", ".jsonl.gz")) else CutSet.from_file(path)

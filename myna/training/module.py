@@ -49,7 +49,7 @@ class ASRTask(L.LightningModule):
     each validation.
     """
 
-    def __init__(self, model: torch.nn.Module, optim: Mapping[str, Any], max_steps: int,
+    def __init__(self, model: torch.nn.Module, optim: Mapping[str, Any], max_steps: int | None,
                  compute_eval_loss: bool = True):
         super().__init__()
         self.model = model
@@ -59,6 +59,7 @@ class ASRTask(L.LightningModule):
         self._val_refs: list[str] = []
         self._val_hyps: list[str] = []
         self._val_losses: list[float] = []
+        self._val_ids: list[str | None] = []
         self.examples_seen = {"real": 0, "synthetic": 0}
         # Bad audio and non-finite batches are skipped and counted; run.py registers its guard as a
         # callback too (per-epoch reports, gradient checks, counts kept in checkpoints).
@@ -71,8 +72,9 @@ class ASRTask(L.LightningModule):
         batch_size = batch["audio"].shape[0]
         for key, value in out.items():
             if key.endswith("loss"):
+                # the mean over ranks: the loss of the global batch (equal per-rank batches)
                 self.log(f"train_{key}" if key != "loss" else "train_loss", value.detach(), prog_bar=key == "loss",
-                         batch_size=batch_size)
+                         batch_size=batch_size, sync_dist=self._world_size() > 1)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=batch_size)
         if "synthetic" in batch:
             self._count_examples(batch["synthetic"], batch_size)
@@ -109,23 +111,60 @@ class ASRTask(L.LightningModule):
             self._val_losses.append(float(loss))
         hyps = model.decode(encoded, encoded_lengths)
         tokens, token_lengths = batch["tokens"], batch["token_lengths"]
+        ids = batch.get("ids") or [None] * len(hyps)
         for b, hyp in enumerate(hyps):
             self._val_refs.append(model.tokenizer.decode(tokens[b, : int(token_lengths[b])].tolist()))
             self._val_hyps.append(hyp.text or "")
+            self._val_ids.append(ids[b])
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_refs:
+        refs, hyps = self._val_refs, self._val_hyps
+        if self._world_size() > 1:
+            refs, hyps = _gather_transcripts(self._val_ids, refs, hyps)
+        self._val_ids = []
+        if not refs:
             return
-        rates = error_rates(self._val_refs, self._val_hyps)
+        rates = error_rates(refs, hyps)
         self.log("val_wer", rates.wer, prog_bar=True)
         self.log("val_cer", rates.cer)
         if self._val_losses:
-            self.log("val_loss", sum(self._val_losses) / len(self._val_losses))
+            self.log("val_loss", sum(self._val_losses) / len(self._val_losses),
+                     sync_dist=self._world_size() > 1)
         self._val_refs, self._val_hyps, self._val_losses = [], [], []
 
     def configure_optimizers(self):
-        optimizer = build_optimizer([p for p in self.model.parameters() if p.requires_grad], self.optim_cfg)
-        scheduler = build_scheduler(optimizer, self.optim_cfg.get("sched"), self.max_steps)
+        optimizer = build_optimizer([p for p in self.parameters() if p.requires_grad], self.optim_cfg)
+        scheduler = build_scheduler(optimizer, self.optim_cfg.get("sched"), self.max_steps or self._planned_steps())
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _world_size(self) -> int:
+        """Processes of the run (1 when no trainer is attached, as in direct calls)."""
+        return self._trainer.world_size if self._trainer is not None else 1
+
+    def _planned_steps(self) -> int:
+        """Optimizer steps of the whole run from the trainer (epochs x this rank's batches)."""
+        steps = self.trainer.estimated_stepping_batches
+        if steps == float("inf"):
+            raise ValueError("model.train_ds gives an endless (Lhotse) loader: set trainer.max_steps "
+                             "(and trainer.limit_train_batches for the epoch length)")
+        return int(steps)
+
+
+def _gather_transcripts(ids: list, refs: list[str], hyps: list[str]) -> tuple[list[str], list[str]]:
+    """Every rank's validation transcripts, each utterance once (ranks pad their shares with a few
+    repeats to equal batch counts; the repeats carry the same id)."""
+    import torch.distributed as dist
+
+    mine = list(zip(ids, refs, hyps))
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    seen, out_refs, out_hyps = set(), [], []
+    for utt, ref, hyp in (row for rank_rows in everyone for row in rank_rows):
+        if utt is not None and utt in seen:
+            continue
+        seen.add(utt)
+        out_refs.append(ref)
+        out_hyps.append(hyp)
+    return out_refs, out_hyps

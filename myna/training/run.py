@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from myna.config import save_config
-from myna.data.factory import build_loader
 from myna.data.manifest import manifest_paths, read_manifest
 from myna.interop.adapter import build_model
 from myna.interop.nemo import read_nemo, save_nemo, tokenizer_files
 from myna.interop.tensor_files import check_tensor_file
 from myna.text import load_tokenizer, train_sentencepiece
 from myna.training.checkpoint_io import AtomicCheckpointIO
+from myna.training.datamodule import ASRDataModule, has_data
+from myna.training.distributed import build_strategy, gathered_model, launch_rank, wait_for_file
 from myna.training.finetune import init_from_checkpoint
 from myna.training.guards import TrainingGuard, pop_guard_options
 from myna.training.loader_position import LoaderPosition
@@ -36,7 +38,7 @@ from myna.training.module import ASRTask
 from myna.training.plots import plot_learning_curve
 from myna.training.state import StepSeeds
 
-__all__ = ["train", "make_loader"]
+__all__ = ["train"]
 
 log = logging.getLogger("myna.train")
 
@@ -44,16 +46,6 @@ log = logging.getLogger("myna.train")
 def _manifests(value) -> list[Path]:
     """``manifest_filepath`` as paths (none when unset), parsed by :func:`manifest_paths`."""
     return manifest_paths(value) if value else []
-
-
-def make_loader(ds_cfg: DictConfig, tokenizer, train: bool, seed: int, name: str):
-    """A batch loader for ``model.<name>`` (train_ds / validation_ds / test_ds), or None without data.
-
-    Dispatches on the section's keys (plain manifest, tarred shards, bucketing, Lhotse): see
-    :func:`myna.data.factory.build_loader`. The DDP layout comes from the launcher's environment.
-    """
-    world_size, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
-    return build_loader(ds_cfg, tokenizer, train=train, seed=seed, name=name, world_size=world_size, rank=rank)
 
 
 def _init_sources(cfg: DictConfig) -> list[dict]:
@@ -115,9 +107,10 @@ def _adopt_pretrained_architecture(cfg: DictConfig, exp_dir: Path) -> None:
         except ValueError as err:
             raise ValueError(f"{err}; set model.tokenizer.dir") from None
         tok_dir = exp_dir / "tokenizer"
-        tok_dir.mkdir(parents=True, exist_ok=True)
-        for name, data in files.items():
-            (tok_dir / name).write_bytes(data)
+        if not (tok_dir / "tokenizer.model").is_file():  # other ranks find rank 0's copy
+            with _atomic_dir(tok_dir) as tmp:
+                for name, data in files.items():
+                    (tmp / name).write_bytes(data)
         cfg.model.tokenizer.dir = str(tok_dir)
 
 
@@ -144,10 +137,34 @@ def _prepare_tokenizer(cfg: DictConfig, exp_dir: Path):
         if not texts:
             raise ValueError("model.tokenizer.dir is null and there is no training text to train one from")
         log.info("training a %d-piece BPE tokenizer on %d transcripts -> %s", tok_cfg.vocab_size, len(texts), out_dir)
-        tokenizer = train_sentencepiece(texts, out_dir, vocab_size=tok_cfg.vocab_size, model_type="bpe",
-                                        lowercase=bool(tok_cfg.lowercase))
+        with _atomic_dir(out_dir) as tmp:  # other ranks wait for out_dir/tokenizer.model
+            train_sentencepiece(texts, tmp, vocab_size=tok_cfg.vocab_size, model_type="bpe",
+                                lowercase=bool(tok_cfg.lowercase))
+        tokenizer = load_tokenizer(out_dir)
     cfg.model.tokenizer.dir = str(out_dir)
     return tokenizer
+
+
+class _atomic_dir:
+    """Write a folder under a temporary name, then rename it into place (whole or not at all)."""
+
+    def __init__(self, target: Path):
+        self.target = target
+        self.tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+
+    def __enter__(self) -> Path:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+        return self.tmp
+
+    def __exit__(self, exc_type, *exc) -> bool:
+        if exc_type is None:
+            if self.target.exists():  # an empty or partial folder from an interrupted run
+                shutil.rmtree(self.target)
+            os.replace(self.tmp, self.target)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
 
 
 def _next_log_version(logs: Path) -> str:
@@ -161,6 +178,23 @@ def _trainer_kwargs(cfg: DictConfig) -> dict:
         # An integer interval counts optimizer steps across epochs.
         trainer["check_val_every_n_epoch"] = None
     return trainer
+
+
+def _distributed_callbacks(cfg: DictConfig, exp_dir: Path) -> list:
+    """The watchdog that names a lost rank, the optional EMA and the per-rank utterance log."""
+    from myna.training.averaging import ema_callback
+    from myna.training.utterance_log import UtteranceLog
+    from myna.training.watchdog import RankWatchdog
+
+    out = []
+    if cfg.distributed.heartbeat_s:
+        out.append(RankWatchdog(float(cfg.distributed.heartbeat_s), float(cfg.distributed.lost_after_s)))
+    ema = ema_callback(OmegaConf.to_container(cfg.exp_manager.ema, resolve=True))
+    if ema is not None:
+        out.append(ema)
+    if cfg.exp_manager.log_utterance_ids:
+        out.append(UtteranceLog(exp_dir / "utterances"))
+    return out
 
 
 def _final_evaluation(model, cfg: DictConfig, manifests: list[str]) -> None:
@@ -182,13 +216,25 @@ def _final_evaluation(model, cfg: DictConfig, manifests: list[str]) -> None:
 
 
 def train(cfg: DictConfig) -> Path:
-    """Train as ``cfg`` says; returns the path of the final model file."""
+    """Train as ``cfg`` says; returns the path of the final model file.
+
+    Runs in every process of a multi-process run (Lightning's launcher re-runs the command in each;
+    ``torchrun`` and SLURM start them together): rank 0 trains the tokenizer and writes the run
+    folder's files, the others wait for the tokenizer and build the same model; each rank builds
+    its own loaders once the process group exists (:class:`ASRDataModule`).
+    """
     exp_dir = Path(cfg.exp_manager.exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
+    devices = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else 1
+    rank = launch_rank(devices_per_node=devices)
+    if not rank.is_zero and not cfg.model.tokenizer.dir:
+        wait_for_file(exp_dir / "tokenizer" / "tokenizer.model", timeout_s=float(cfg.distributed.timeout_s),
+                      what="the tokenizer")
     _adopt_pretrained_architecture(cfg, exp_dir)
     tokenizer = _prepare_tokenizer(cfg, exp_dir)
-    save_config(cfg, exp_dir / "config.yaml")
+    if rank.is_zero:
+        save_config(cfg, exp_dir / "config.yaml")
 
     model = build_model(cfg.model, tokenizer)
     for source in _init_sources(cfg):
@@ -197,22 +243,18 @@ def train(cfg: DictConfig) -> Path:
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %s, %.2fM parameters", type(model).__name__, n_params / 1e6)
 
-    train_loader = make_loader(cfg.model.train_ds, tokenizer, train=True, seed=cfg.seed, name="train_ds")
-    if train_loader is None:
+    if not has_data(cfg.model.train_ds, "train_ds"):
         raise ValueError("model.train_ds.manifest_filepath is required to train")
-    val_loader = make_loader(cfg.model.validation_ds, tokenizer, train=False, seed=cfg.seed, name="validation_ds")
+    has_validation = has_data(cfg.model.validation_ds, "validation_ds")
+    data = ASRDataModule(cfg.model.train_ds, cfg.model.validation_ds if has_validation else None, tokenizer,
+                         seed=cfg.seed)
 
     trainer_kwargs = _trainer_kwargs(cfg)
     guard = TrainingGuard(**pop_guard_options(trainer_kwargs))
     max_steps = trainer_kwargs["max_steps"]
-    if max_steps is None or max_steps < 0:
-        try:
-            batches_per_epoch = len(train_loader)
-        except TypeError:
-            raise ValueError("model.train_ds gives an endless (Lhotse) loader: set trainer.max_steps "
-                             "(and trainer.limit_train_batches for the epoch length)") from None
-        max_steps = trainer_kwargs["max_epochs"] * batches_per_epoch // trainer_kwargs["accumulate_grad_batches"]
-    task = ASRTask(model, OmegaConf.to_container(cfg.model.optim, resolve=True), max_steps=max_steps,
+    # Without max_steps the schedule's length comes from the trainer once the loaders exist.
+    task = ASRTask(model, OmegaConf.to_container(cfg.model.optim, resolve=True),
+                   max_steps=max_steps if max_steps is not None and max_steps > 0 else None,
                    compute_eval_loss=bool(cfg.model.compute_eval_loss))
     task.guard = guard
 
@@ -234,18 +276,24 @@ def train(cfg: DictConfig) -> Path:
         ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False,
                         every_n_train_steps=em.checkpoint_every_n_steps, save_top_k=-1, save_last=True),
     ]
-    if val_loader is None:
+    callbacks.extend(_distributed_callbacks(cfg, exp_dir))
+    trainer_kwargs["strategy"] = build_strategy(trainer_kwargs, cfg.distributed)
+    if not has_validation:
         trainer_kwargs["limit_val_batches"] = 0
     # myna's samplers already shard by rank; Lightning must not wrap them in another sampler.
     trainer = L.Trainer(**trainer_kwargs, logger=loggers or False, callbacks=callbacks,
                         plugins=[AtomicCheckpointIO()], default_root_dir=exp_dir, use_distributed_sampler=False)
     resume = ckpt_dir / "last.ckpt"
-    ckpt_path = str(resume) if em.resume_if_exists and resume.is_file() else None
+    ckpt_path = str(resume) if em.resume_if_exists and resume.exists() else None  # FSDP: a folder
     if ckpt_path:
         check_tensor_file(ckpt_path)  # a truncated or unsafe last.ckpt: one line naming it
         log.info("resuming from %s", ckpt_path)
-    trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
+    trainer.fit(task, datamodule=data, ckpt_path=ckpt_path)
 
+    model_path = exp_dir / f"{cfg.name}.nemo"
+    model = gathered_model(trainer, model, lambda: build_model(cfg.model, tokenizer))  # FSDP: from the shards
+    if not trainer.is_global_zero:  # rank 0 writes the model, the curve and the test scores
+        return model_path
     model_path = save_nemo(model, exp_dir / f"{cfg.name}.nemo", config=cfg)
     log.info("final model written to %s", model_path)
     metrics = sorted((exp_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))

@@ -1,0 +1,171 @@
+"""Who am I in a multi-process run, before and after the process group exists.
+
+Lightning (``trainer.devices`` / ``trainer.num_nodes`` with its own launcher), ``torchrun``
+(one node or several) and SLURM (``srun``) each describe a process differently. After the
+process group exists, the trainer's ``global_rank`` / ``world_size`` are the truth and every
+loader is built from them (:mod:`myna.training.datamodule`). Before it exists, :func:`launch_rank`
+reads the same facts from the launcher's environment, for the little work one process must do
+first (training the tokenizer, writing ``config.yaml``) while the others wait for its result
+(:func:`wait_for_file`).
+
+>>> rank = launch_rank()          # 0 in a single-process run
+>>> if rank.is_zero: tokenizer = train_tokenizer(...)
+>>> else: wait_for_file(tok_dir / "tokenizer.model", timeout_s=600)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["LaunchRank", "launch_rank", "wait_for_file", "describe_layout", "build_strategy", "gathered_model"]
+
+log = logging.getLogger("myna.train")
+
+# SLURM job names under which Lightning does not treat the job as a SLURM-managed run (an
+# interactive shell inside an allocation): there Lightning launches the processes itself.
+_INTERACTIVE_SLURM_NAMES = ("bash", "interactive")
+
+
+@dataclass(frozen=True)
+class LaunchRank:
+    """A process's place as its launcher set it up.
+
+    Attributes:
+        rank: global rank (0 for the process that writes shared files).
+        world_size: processes in the run, when the launcher says (else 1; Lightning's own
+            launcher sets it only in the processes it starts).
+        launcher: ``torchrun``, ``slurm``, ``lightning`` (a process Lightning started, or the
+            first process of a node) or ``single``.
+    """
+
+    rank: int
+    world_size: int
+    launcher: str
+
+    @property
+    def is_zero(self) -> bool:
+        return self.rank == 0
+
+
+def launch_rank(env: Mapping[str, str] | None = None, devices_per_node: int = 1) -> LaunchRank:
+    """This process's global rank from the launcher's environment (no process group needed).
+
+    Precedence follows Lightning's cluster environments: ``torchrun`` (``RANK``, ``WORLD_SIZE``,
+    with ``TORCHELASTIC_RUN_ID``/``GROUP_RANK``), SLURM (``SLURM_PROCID``, ``SLURM_NTASKS`` unless
+    the job is an interactive shell), then Lightning's own launcher (``NODE_RANK`` and
+    ``LOCAL_RANK``, absent in the process a user started, which is local rank 0).
+
+    Args:
+        env: the environment (``os.environ`` by default).
+        devices_per_node: ``trainer.devices`` as an int, to turn a node and local rank into a
+            global rank under Lightning's launcher.
+    """
+    env = os.environ if env is None else env
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return LaunchRank(int(env["RANK"]), int(env["WORLD_SIZE"]), "torchrun")
+    if "SLURM_NTASKS" in env and "SLURM_PROCID" in env and \
+            env.get("SLURM_JOB_NAME", "") not in _INTERACTIVE_SLURM_NAMES:
+        return LaunchRank(int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), "slurm")
+    node, local = int(env.get("NODE_RANK", 0)), int(env.get("LOCAL_RANK", 0))
+    if "NODE_RANK" in env or "LOCAL_RANK" in env:
+        return LaunchRank(node * max(devices_per_node, 1) + local, int(env.get("WORLD_SIZE", 1)), "lightning")
+    return LaunchRank(0, 1, "single")
+
+
+def wait_for_file(path: Path, timeout_s: float, what: str = "", poll_s: float = 0.2) -> None:
+    """Wait until ``path`` exists (written by rank 0, which writes it atomically).
+
+    Raises:
+        TimeoutError: naming the file and what was waited for, after ``timeout_s`` seconds.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout_s:.0f} s for rank 0 to write {path}{f' ({what})' if what else ''}; "
+                               f"is exp_manager.exp_dir on a file system every node shares?")
+        time.sleep(poll_s)
+
+
+def describe_layout(trainer: Any) -> str:
+    """One line: the processes of this run as the trainer sees them (after setup)."""
+    env = type(getattr(trainer.strategy, "cluster_environment", None)).__name__
+    return (f"rank {trainer.global_rank} of {trainer.world_size} (node {trainer.node_rank} of {trainer.num_nodes}, "
+            f"local rank {trainer.local_rank}; {env})")
+
+
+def build_strategy(trainer_cfg: Mapping[str, Any], dist_cfg: Mapping[str, Any]) -> Any:
+    """``trainer.strategy`` as Lightning takes it, with myna's settings for the named ones.
+
+    - ``ddp`` (and ``auto`` with several devices or nodes): Lightning's DDPStrategy with
+      ``distributed.timeout_s`` as the collective timeout;
+    - ``fsdp``: Lightning's FSDPStrategy sharding each encoder layer (Conformer, ContextNet
+      blocks), the prediction network and the joint, with ``distributed.fsdp``'s sharding strategy,
+      checkpoint type (``sharded``: one file per rank in a folder; ``full``: one file) and CPU
+      offload;
+    - anything else (``ddp_spawn``, ``ddp_find_unused_parameters_true``, an object): as given.
+    """
+    from datetime import timedelta
+
+    name = trainer_cfg.get("strategy", "auto")
+    devices, nodes = trainer_cfg.get("devices", 1), int(trainer_cfg.get("num_nodes", 1) or 1)
+    several = nodes > 1 or (isinstance(devices, int) and devices > 1) or devices == -1 or \
+        (isinstance(devices, (list, tuple)) and len(devices) > 1)
+    timeout = timedelta(seconds=float(dist_cfg.get("timeout_s", 1800)))
+    if name == "ddp" or (name == "auto" and several):
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(timeout=timeout)
+    if name == "fsdp":
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        fsdp = dict(dist_cfg.get("fsdp") or {})
+        unknown = sorted(set(fsdp) - {"sharding_strategy", "state_dict_type", "cpu_offload"})
+        if unknown:
+            raise ValueError(f"distributed.fsdp: unknown key(s) {unknown}")
+        return FSDPStrategy(timeout=timeout, auto_wrap_policy=_fsdp_wrapped_classes(),
+                            sharding_strategy=fsdp.get("sharding_strategy", "FULL_SHARD"),
+                            state_dict_type=fsdp.get("state_dict_type", "sharded"),
+                            cpu_offload=bool(fsdp.get("cpu_offload", False)))
+    return name
+
+
+def _fsdp_wrapped_classes() -> set[type]:
+    """Modules FSDP shards as units: each one's parameters are gathered only while it runs."""
+    from myna.nn.conformer import ConformerLayer
+    from myna.nn.contextnet import ContextNetBlock
+    from myna.nn.prediction import RNNTPredictionNetwork
+
+    return {ConformerLayer, ContextNetBlock, RNNTPredictionNetwork}
+
+
+def gathered_model(trainer: Any, model: Any, rebuild: Any) -> Any:
+    """The trained model whole on rank 0 (None on the other ranks), for the final ``.nemo``.
+
+    Under FSDP each rank holds a shard of every parameter: the full state dict is gathered to
+    rank 0 (a collective, so every rank calls this) and loaded into ``rebuild()``, a fresh
+    model of the same architecture. Otherwise every rank holds the whole model already.
+    """
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    if not isinstance(trainer.strategy, FSDPStrategy):
+        return model if trainer.is_global_zero else None
+    from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    wrapped = trainer.strategy.model
+    with FSDP.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT,
+                              FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
+        state = wrapped.state_dict()
+    if not trainer.is_global_zero:
+        return None
+    whole = rebuild()
+    weights = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    missing, unexpected = whole.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"gathering the FSDP shards: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return whole
