@@ -121,17 +121,52 @@ def build_strategy(trainer_cfg: Mapping[str, Any], dist_cfg: Mapping[str, Any]) 
 
         return DDPStrategy(timeout=timeout)
     if name == "fsdp":
-        from lightning.pytorch.strategies import FSDPStrategy
-
         fsdp = dict(dist_cfg.get("fsdp") or {})
         unknown = sorted(set(fsdp) - {"sharding_strategy", "state_dict_type", "cpu_offload"})
         if unknown:
             raise ValueError(f"distributed.fsdp: unknown key(s) {unknown}")
-        return FSDPStrategy(timeout=timeout, auto_wrap_policy=_fsdp_wrapped_classes(),
+        # Lightning refuses its own FSDPStrategy without a GPU; torch's FSDP runs on CPU processes too
+        # (gloo), which is how this is tested.
+        return _fsdp_on_any_device()(timeout=timeout, auto_wrap_policy=_fsdp_wrapped_classes(),
                             sharding_strategy=fsdp.get("sharding_strategy", "FULL_SHARD"),
                             state_dict_type=fsdp.get("state_dict_type", "sharded"),
                             cpu_offload=bool(fsdp.get("cpu_offload", False)))
     return name
+
+
+def _fsdp_on_any_device() -> type:
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    class FSDPOnAnyDevice(FSDPStrategy):
+        """Lightning's FSDPStrategy, allowed on CPU processes (gloo) as well: torch's FSDP needs the
+        CPU named as its device there (it otherwise looks for an accelerator)."""
+
+        def _setup_model(self, model: Any) -> Any:
+            import torch
+            from torch.distributed.fsdp import FullyShardedDataParallel
+
+            if self.root_device.type != "cpu" or any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
+                return super()._setup_model(model)
+            return FullyShardedDataParallel(module=model, cpu_offload=self.cpu_offload,
+                                            mixed_precision=self.mixed_precision_config,
+                                            sharding_strategy=self.sharding_strategy, device_id=torch.device("cpu"),
+                                            **self.kwargs)
+
+        def optimizer_state(self, optimizer: Any) -> Any:
+            try:
+                return super().optimizer_state(optimizer)
+            except RuntimeError as err:
+                inner = getattr(optimizer, "_optimizer", optimizer)
+                if type(inner).__module__.startswith("bitsandbytes"):
+                    raise ValueError(
+                        f"trainer.strategy=fsdp cannot checkpoint {type(inner).__name__}'s state: torch's "
+                        f"FSDP.optim_state_dict expects every tensor of an optimizer state to have its "
+                        f"parameter's (shard's) shape, and bitsandbytes keeps per-block absmax and a 256-entry "
+                        f"quantile map beside the 8-bit moments ({err}). Use model.optim.name=adamw with fsdp, "
+                        f"or adamw8bit with ddp") from None
+                raise
+
+    return FSDPOnAnyDevice
 
 
 def _fsdp_wrapped_classes() -> set[type]:
@@ -158,8 +193,9 @@ def gathered_model(trainer: Any, model: Any, rebuild: Any) -> Any:
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     wrapped = trainer.strategy.model
+    on_accelerator = trainer.strategy.root_device.type != "cpu"  # offloading CPU tensors to the CPU crashes
     with FSDP.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT,
-                              FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
+                              FullStateDictConfig(offload_to_cpu=on_accelerator, rank0_only=True)):
         state = wrapped.state_dict()
     if not trainer.is_global_zero:
         return None

@@ -139,6 +139,17 @@ class ASRTask(L.LightningModule):
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """Lightning's clipping, except under FSDP, where the norm is FSDP's over every shard
+        (Lightning's FSDP precision plugin does not clip by norm)."""
+        wrapped = getattr(self._trainer.strategy, "model", None) if self._trainer is not None else None
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm") and \
+                type(wrapped).__name__ == "FullyShardedDataParallel":
+            wrapped.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def _world_size(self) -> int:
         """Processes of the run (1 when no trainer is attached, as in direct calls)."""
         return self._trainer.world_size if self._trainer is not None else 1
