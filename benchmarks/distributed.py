@@ -31,6 +31,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -234,7 +235,7 @@ with open(sys.argv[2] + f".rank{out['rank']}.json", "w") as f:
 """
 
 
-def fsdp(work: Path, layers: int, d_model: int, steps: int = 3) -> None:
+def fsdp(work: Path, layers: int, d_model: int, steps: int = 3, strategies: tuple[str, ...] = ("ddp", "fsdp")) -> None:
     data = corpus(work)
     root = work / "fsdp"
     root.mkdir(parents=True, exist_ok=True)
@@ -243,9 +244,10 @@ def fsdp(work: Path, layers: int, d_model: int, steps: int = 3) -> None:
     rec = str(REPO / "conf" / "conformer_ctc_small.yaml")
     size = [f"model.encoder.n_layers={layers}", f"model.encoder.d_model={d_model}", "model.encoder.n_heads=8"]
     rows = []
-    for strategy in ("ddp", "fsdp"):
+    for strategy in strategies:
         for optim in ("adamw", "adamw8bit"):
             exp = root / f"{strategy}_{optim}"
+            shutil.rmtree(exp, ignore_errors=True)  # a fresh run, not a resumed one
             # FSDP cannot checkpoint bitsandbytes' 8-bit state (see myna.training.distributed): no checkpoint there
             every = 1000 if (strategy, optim) == ("fsdp", "adamw8bit") else 2
             args = common(data, exp, steps, 4, size + [f"model.optim.name={optim}", f"trainer.strategy={strategy}",
@@ -299,6 +301,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--d-model", type=int, default=512)
+    parser.add_argument("--strategies", default="ddp,fsdp", help="fsdp: which strategies to measure")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -307,7 +310,7 @@ def main() -> None:
     if args.what in ("kill", "all"):
         kill(work)
     if args.what in ("fsdp", "all"):
-        fsdp(work, args.layers, args.d_model)
+        fsdp(work, args.layers, args.d_model, strategies=tuple(args.strategies.split(",")))
 
 
 if __name__ == "__main__":
