@@ -71,8 +71,17 @@ class TrainingGuard(L.Callback):
         self.skipped_batches = 0
         self._epoch_trained = 0
         self._epoch_bad = 0
+        self._drop_next_step = False
 
     # -- called by the training module
+    def drop_next_step(self, reason: str | None) -> None:
+        """Drop the gradients of the coming optimizer step (a batch another rank skipped; ``reason``
+        is logged when this rank's own batch was fine, None when this rank already counted it)."""
+        self._drop_next_step = True
+        if reason is not None:
+            self._epoch_trained -= 1
+            log.warning("%s: update skipped on every rank", reason)
+
     def forward(self, task: L.LightningModule, batch: Mapping[str, Any]) -> dict[str, torch.Tensor] | None:
         """The model's outputs on ``batch`` (a dict with ``loss``), or None when the batch gets no
         update: nothing usable in it, or a non-finite loss (counted; the run stops past the limit)."""
@@ -121,6 +130,12 @@ class TrainingGuard(L.Callback):
 
     # -- Lightning hooks
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        if self._drop_next_step:
+            self._drop_next_step = False
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = None
+            return
         if not self.skip_nan_grad:
             return
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]

@@ -67,6 +67,13 @@ class ASRTask(L.LightningModule):
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         out = self.guard.forward(self, batch)
+        if self._world_size() > 1 and self._any_rank_skips(out is None):
+            # One rank skipping backward alone would leave the others waiting in the gradient
+            # all-reduce: every rank runs the backward of a zero loss instead, and the guard drops
+            # the (zero) gradients before the optimizer step, so no rank updates on this batch.
+            self.guard.drop_next_step(f"step {self.global_step}: a batch was skipped on another rank"
+                                      if out is not None else None)
+            return sum((p * 0).sum() for p in self.parameters() if p.requires_grad)
         if out is None:  # no update for this batch: Lightning skips backward and step
             return None
         batch_size = batch["audio"].shape[0]
@@ -79,6 +86,11 @@ class ASRTask(L.LightningModule):
         if "synthetic" in batch:
             self._count_examples(batch["synthetic"], batch_size)
         return out["loss"]
+
+    def _any_rank_skips(self, skip_here: bool) -> bool:
+        """True on every rank when any rank skips this batch (one all-reduce of a flag)."""
+        flag = torch.tensor([1.0 if skip_here else 0.0], device=self.device)
+        return float(self.trainer.strategy.reduce(flag, reduce_op="sum")) > 0
 
     def _count_examples(self, synthetic: torch.Tensor, batch_size: int) -> None:
         """Log the real and the synthesised (TTS) examples of a mixed batch apart, summed over ranks;

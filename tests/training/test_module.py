@@ -147,3 +147,35 @@ def test_adamw8bit_keeps_8_bit_state_and_follows_adamw():
     assert opt8.state[eight]["state1"].dtype == torch.uint8
     moved = (full.detach() - start).abs().mean()
     assert (eight.detach() - full.detach()).abs().mean() < 0.1 * moved
+
+
+class _TwoRankTrainer:
+    """A stand-in for a 2-rank trainer whose all-reduce reports that another rank skipped."""
+    world_size = 2
+    global_step = 0
+
+    class strategy:
+        @staticmethod
+        def reduce(flag, reduce_op="sum"):
+            return flag + 1.0  # the other rank's flag: it skipped this batch
+
+    optimizers = []
+
+
+def test_a_batch_another_rank_skips_gets_no_update_here_but_still_runs_a_backward(tokenizer):
+    task = _task(tokenizer)
+    task._trainer = _TwoRankTrainer()
+    batch = _batch(tokenizer, ["one two three", "four five"])
+    loss = task.training_step(batch, 0)
+    # a zero loss over every parameter: this rank's backward matches the others' gradient all-reduce
+    assert float(loss) == 0.0 and loss.requires_grad
+    loss.backward()
+    params = [p for p in task.parameters() if p.requires_grad]
+    assert all(p.grad is not None and not p.grad.any() for p in params)
+    optimizer = torch.optim.AdamW(params, lr=1e-2)
+    before = [p.detach().clone() for p in params]
+    task.guard.on_before_optimizer_step(None, task, optimizer)
+    optimizer.step()
+    assert all(p.grad is None for p in params)
+    assert all(torch.equal(a, p) for a, p in zip(before, params))
+    assert not optimizer.state  # no moments were started either
