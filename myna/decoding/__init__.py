@@ -5,8 +5,15 @@ network and joiner, or its CTC log-probs, passed in; :func:`decode` picks one by
 model that says how it decodes (:class:`DecodableModel`):
 
 - ``"greedy"`` (NeMo: ``greedy_batch``): :func:`transducer_greedy_search`, batched;
-- ``"modified_beam"``: :func:`modified_beam_search`, at most one label per frame, batched;
-- ``"beam"`` (NeMo: ``alsd``): :func:`beam_search`, several labels per frame;
+- ``"beam"`` (NeMo: ``malsd_batch``): :func:`batched_beam_search`, ALSD on (B, beam) tensors,
+  several labels per frame, all utterances of the batch at once: the beam search to use;
+- ``"modified_beam"``: :func:`modified_beam_search`, at most ONE label per frame, batched. It is
+  for models trained with that constraint (the "modified" topology of k2/icefall's pruned loss,
+  ``rnnt_type="modified"``); on a model trained on the regular topology it drops the extra
+  labels and can score worse than greedy search;
+- ``"alsd"`` (NeMo: ``beam`` with ``search_type="alsd"``): :func:`beam_search`, the same ALSD
+  one utterance at a time (at most T-1 labels), kept as the reference the batched one is checked
+  against;
 - ``"ctc_greedy"`` / ``"ctc_beam"``: best path / prefix beam search over the CTC head (a CTC
   model's only head, or a hybrid model's auxiliary one). For a model without a Transducer,
   ``"greedy"`` and ``"beam"`` mean these, as NeMo's CTC models name them.
@@ -22,6 +29,7 @@ from typing import Any, Optional, Protocol, Sequence
 
 import torch
 
+from myna.decoding.batched_beam import batched_beam_search
 from myna.decoding.beam import BeamHypothesis, beam_search, modified_beam_search
 from myna.decoding.ctc_beam import ctc_prefix_beam_search
 from myna.decoding.greedy import Hypothesis, ctc_greedy_search, transducer_greedy_search
@@ -29,14 +37,14 @@ from myna.decoding.lm import NgramLM, TokenLMScorer, WordLMScorer, load_lm_score
 
 __all__ = [
     "STRATEGIES", "TRANSDUCER_STRATEGIES", "CTC_STRATEGIES", "DecodableModel", "resolve_strategy", "Hypothesis", "BeamHypothesis", "decode", "transducer_greedy_search", "ctc_greedy_search",
-    "modified_beam_search", "beam_search", "ctc_prefix_beam_search", "NgramLM", "WordLMScorer",
+    "modified_beam_search", "beam_search", "batched_beam_search", "ctc_prefix_beam_search", "NgramLM", "WordLMScorer",
     "TokenLMScorer", "load_lm_scorer",
 ]
 
-TRANSDUCER_STRATEGIES = ("greedy", "modified_beam", "beam")
+TRANSDUCER_STRATEGIES = ("greedy", "modified_beam", "beam", "alsd")
 CTC_STRATEGIES = ("ctc_greedy", "ctc_beam")
 STRATEGIES = TRANSDUCER_STRATEGIES + CTC_STRATEGIES
-_ALIASES = {"greedy_batch": "greedy", "alsd": "beam"}
+_ALIASES = {"greedy_batch": "greedy", "malsd_batch": "beam"}
 
 
 class DecodableModel(Protocol):
@@ -68,7 +76,7 @@ class DecodableModel(Protocol):
 def resolve_strategy(model: DecodableModel, strategy: str) -> str:
     """The canonical name of ``strategy`` for ``model``.
 
-    NeMo's names map to myna's (``greedy_batch`` -> ``greedy``, ``alsd`` -> ``beam``); for a
+    NeMo's names map to myna's (``greedy_batch`` -> ``greedy``, ``malsd_batch`` -> ``beam``); for a
     model without a Transducer, ``greedy`` / ``beam`` mean ``ctc_greedy`` / ``ctc_beam``.
 
     Raises:
@@ -111,7 +119,8 @@ def decode(
             boundaries) or ``"token"`` (n-gram over the tokenizer's pieces); see :mod:`myna.decoding.lm`.
         score_norm: NeMo's length normalisation of the final ranking (Transducer beams).
         max_symbols_per_step: greedy cap of labels per frame (default: the model's).
-        alsd_max_target_len: label cap of ``"beam"`` (int, or fraction of the frames).
+        max_symbols_per_step: also the labels-per-frame cap of ``"beam"``.
+        alsd_max_target_len: label cap of ``"alsd"`` (int, or fraction of the frames).
         return_nbest: return the n-best lists of the beam strategies instead of the best.
 
     Returns:
@@ -143,7 +152,11 @@ def decode(
         if strategy == "greedy":
             cap = max_symbols_per_step or model.max_symbols_per_step
             return _attach_text(model, transducer_greedy_search(encoded, lengths, prediction_net, joint, blank, cap))
-        if strategy == "modified_beam":
+        if strategy == "beam":
+            nbest = batched_beam_search(encoded, lengths, prediction_net, joint, blank, beam_size,
+                                        max_symbols_per_step=max_symbols_per_step or model.max_symbols_per_step,
+                                        lm=scorer, lm_weight=lm_weight, score_norm=score_norm)
+        elif strategy == "modified_beam":
             nbest = modified_beam_search(encoded, lengths, prediction_net, joint, blank, beam_size, lm=scorer,
                                          lm_weight=lm_weight, score_norm=score_norm)
         else:

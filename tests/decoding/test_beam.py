@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from myna.decoding import decode
+from myna.decoding.batched_beam import batched_beam_search
 from myna.decoding.beam import beam_search, modified_beam_search
 from myna.decoding.greedy import transducer_greedy_search
 from myna.decoding.lm import NgramLM, TokenLMScorer
@@ -77,6 +78,38 @@ def test_alsd_scores_are_sorted_and_equal_forced_log_probs():
         assert hyp.score == pytest.approx(_forced_log_prob(encoded, hyp.tokens, decoder, joint, "regular"), abs=1e-4)
 
 
+def test_batched_beam_scores_are_exact_rnnt_log_probs_and_allow_several_labels_per_frame():
+    # T=2, V=2, at most 2 labels per frame: a beam of 64 keeps every hypothesis, and every
+    # sequence of <= 2 labels has all its alignments inside the cap, so its score is the exact
+    # regular-topology log-probability; 2 labels on one frame are possible.
+    decoder, joint = _random_decoder_joint(vocab=2, blank_shift=-2.0)
+    encoded = torch.randn(1, 2, 8)
+    nbest = batched_beam_search(encoded, torch.tensor([2]), decoder, joint, blank_id=2, beam_size=64,
+                                max_symbols_per_step=2, score_norm=False, nbest=64)[0]
+    short = [h for h in nbest if len(h.tokens) <= 2]
+    assert sorted(tuple(h.tokens) for h in short) == sorted(
+        [(), (0,), (1,), (0, 0), (0, 1), (1, 0), (1, 1)])
+    assert max(len(h.tokens) for h in nbest) == 4  # 4 labels in 2 frames: 2 on each
+    scores = [h.score for h in nbest]
+    assert scores == sorted(scores, reverse=True)
+    for hyp in short:
+        assert hyp.score == pytest.approx(_forced_log_prob(encoded, hyp.tokens, decoder, joint, "regular"), abs=1e-4)
+
+
+def test_batched_beam_with_beam_one_equals_greedy():
+    decoder, joint = _random_decoder_joint()
+    encoded, lengths = torch.randn(3, 11, 8) * 3, torch.tensor([11, 7, 0])
+    greedy = transducer_greedy_search(encoded, lengths, decoder, joint, blank_id=12, max_symbols_per_step=3)
+    beam = batched_beam_search(encoded, lengths, decoder, joint, blank_id=12, beam_size=1, max_symbols_per_step=3)
+    assert sum(len(h.tokens) for h in greedy) > 0
+    for g, nbest in zip(greedy, beam):
+        assert nbest[0].tokens == g.tokens
+        assert nbest[0].timestamps == g.timestamps
+        assert nbest[0].confidences == pytest.approx(g.confidences, abs=1e-5)
+        if all(g.timestamps.count(t) < 3 for t in g.timestamps):  # at the cap, beam search adds blank's score
+            assert nbest[0].score == pytest.approx(g.score, abs=1e-4)
+
+
 def test_score_norm_ranks_by_score_per_label():
     decoder, joint = _random_decoder_joint()
     nbest = beam_search(torch.randn(1, 8, 8) * 3, torch.tensor([8]), decoder, joint, blank_id=12, beam_size=4)[0]
@@ -84,7 +117,7 @@ def test_score_norm_ranks_by_score_per_label():
     assert keys == sorted(keys, reverse=True)
 
 
-@pytest.mark.parametrize("search", [modified_beam_search, beam_search])
+@pytest.mark.parametrize("search", [modified_beam_search, beam_search, batched_beam_search])
 def test_batched_results_equal_one_by_one_results(search):
     decoder, joint = _random_decoder_joint()
     encoded, lengths = torch.randn(4, 9, 8) * 3, torch.tensor([9, 3, 6, 1])
@@ -104,7 +137,7 @@ def _token_lm(tmp_path, pieces, log10_probs):
     return TokenLMScorer(NgramLM.from_arpa(path), pieces)
 
 
-@pytest.mark.parametrize("search", [modified_beam_search, beam_search])
+@pytest.mark.parametrize("search", [modified_beam_search, beam_search, batched_beam_search])
 def test_lm_with_weight_zero_changes_nothing(tmp_path, search):
     decoder, joint = _random_decoder_joint()
     pieces = [f"▁t{i}" for i in range(12)]
@@ -163,7 +196,8 @@ def _toy_model():
     return _LastTokenPrediction(2), _TableJoint(table), encoded
 
 
-@pytest.mark.parametrize("search,greedy_symbols", [(modified_beam_search, 1), (beam_search, 10)])
+@pytest.mark.parametrize("search,greedy_symbols", [(modified_beam_search, 1), (beam_search, 10),
+                                                   (batched_beam_search, 10)])
 def test_toy_model_beam_finds_the_best_path_greedy_misses(search, greedy_symbols):
     decoder, joint, encoded = _toy_model()
     lengths = torch.tensor([2])
@@ -175,7 +209,7 @@ def test_toy_model_beam_finds_the_best_path_greedy_misses(search, greedy_symbols
     assert best.confidences == pytest.approx([0.4], abs=1e-5)
 
 
-@pytest.mark.parametrize("search", [modified_beam_search, beam_search])
+@pytest.mark.parametrize("search", [modified_beam_search, beam_search, batched_beam_search])
 def test_lm_fusion_pulls_the_result_toward_the_lm(tmp_path, search):
     decoder, joint, encoded = _toy_model()
     lm = _token_lm(tmp_path, ["▁a", "▁b"], [math.log10(0.99), math.log10(0.01)])
@@ -190,7 +224,7 @@ def test_lm_fusion_pulls_the_result_toward_the_lm(tmp_path, search):
 class _ToyModel(torch.nn.Module):
     """The smallest model that says how it decodes (myna.decoding.DecodableModel): a Transducer."""
 
-    decoding_strategies = ("greedy", "modified_beam", "beam")
+    decoding_strategies = ("greedy", "modified_beam", "beam", "alsd")
 
     def __init__(self):
         super().__init__()
