@@ -2,7 +2,8 @@
 
     myna train RECIPE.yaml [key=value ...]
     myna evaluate --model MODEL --manifest TEST.json [--batch-size 16] [--output hyps.jsonl]
-    myna transcribe --model MODEL a.wav b.flac ...
+    myna transcribe --model MODEL [--backend eager|compile|int8|onnx] a.wav b.flac ...
+    myna export-onnx --model MODEL --out-dir DIR
     myna average EXP_DIR --last 5 [--out averaged.nemo]
     myna tokenizer train --manifest TRAIN.json --vocab-size 128 --out-dir DIR
     myna data prepare CORPUS --source DIR --out-dir DIR [--workers N] [--download]
@@ -46,13 +47,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.lm is None and args.lm_weight:
         raise ValueError(f"--lm-weight {args.lm_weight} given without --lm")
-    model = myna.load(args.model)
+    model = _with_backend(myna.load(args.model), args.backend)
     args.decoding = resolve_strategy(model, args.decoding)
     result = evaluate_manifest(model, args.manifest, batch_size=args.batch_size, output=args.output,
                                strategy=args.decoding, beam_size=args.beam_size, lm=args.lm,
                                lm_weight=args.lm_weight, lm_unit=args.lm_unit,
                                score_norm=args.score_norm)
     print(f"decoding: {args.decoding}" + (f" (beam {args.beam_size})" if "beam" in args.decoding else "")
+          + (f", backend {args.backend}" if args.backend != "eager" else "")
           + (f" + LM {args.lm} (weight {args.lm_weight}, {args.lm_unit}-level)" if args.lm else ""))
     print(f"WER: {100 * result.rates.wer:.2f}%")
     print(f"CER: {100 * result.rates.cer:.2f}%")
@@ -65,10 +67,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_backend(model, backend: str):
+    """The model itself for ``eager``, else its :class:`myna.decoding.backends.InferenceModel`."""
+    if backend == "eager":
+        return model
+    from myna.decoding.backends import with_backend
+
+    return with_backend(model, backend)
+
+
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     import myna
 
-    model = myna.load(args.model)
+    model = _with_backend(myna.load(args.model), args.backend)
     for path, text in zip(args.audio, model.transcribe(args.audio, batch_size=args.batch_size)):
         print(f"{path}\t{text}")
     return 0
@@ -236,9 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, help="NeMo JSON-lines manifest with reference text")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--output", help="write per-utterance hypotheses here (JSON lines)")
-    p.add_argument("--decoding", default="greedy", choices=["greedy", "modified_beam", "beam", "ctc_greedy", "ctc_beam"],
-                   help="search: batched greedy, modified beam (<= 1 label per frame), beam (ALSD), or the CTC "
-                        "head's; for a CTC model greedy/beam are ctc_greedy/ctc_beam")
+    p.add_argument("--decoding", default="greedy",
+                   choices=["greedy", "modified_beam", "beam", "alsd", "ctc_greedy", "ctc_beam"],
+                   help="search: batched greedy; beam (batched ALSD, several labels per frame: the beam search to "
+                        "use); modified_beam (<= 1 label per frame: for models trained on that topology); alsd "
+                        "(one utterance at a time); or the CTC head's; for a CTC model greedy/beam are "
+                        "ctc_greedy/ctc_beam")
+    p.add_argument("--backend", default="eager", choices=["eager", "compile", "int8", "onnx"],
+                   help="run the networks eagerly, torch.compile'd, int8-quantized (linear/LSTM layers) or in "
+                        "onnxruntime (the onnx extra)")
     p.add_argument("--beam-size", type=int, default=4)
     p.add_argument("--lm", help="ARPA n-gram for shallow fusion (beam strategies)")
     p.add_argument("--lm-weight", type=float, default=0.0, help="weight of the LM's ln-probabilities")
@@ -251,8 +268,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transcribe", help="print one transcript per audio file")
     p.add_argument("--model", required=True, help="model: a .nemo archive (NeMo's or myna's) or a myna run folder")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--backend", default="eager", choices=["eager", "compile", "int8", "onnx"],
+                   help="inference backend (see evaluate --backend)")
     p.add_argument("audio", nargs="+", help="audio files (any format soundfile reads)")
     p.set_defaults(func=_cmd_transcribe)
+
+    def _cmd_export_onnx(args: argparse.Namespace) -> int:
+        import myna
+        from myna.decoding.onnx_export import export_onnx
+
+        for path in export_onnx(myna.load(args.model), args.out_dir):
+            print(f"ONNX graph: {path}")
+        return 0
+
+    p = sub.add_parser("export-onnx", help="ONNX graphs for onnxruntime: encoder, prediction network, joiner "
+                       "(Transducer) or one graph (CTC); the featurizer stays in PyTorch")
+    p.add_argument("--model", required=True, help="model file (.nemo archive, myna's or NeMo's) or run folder")
+    p.add_argument("--out-dir", required=True, help="folder for the graphs and myna_onnx.json")
+    p.set_defaults(func=_cmd_export_onnx)
 
     def _cmd_export_nemo(args: argparse.Namespace) -> int:
         from myna.interop.nemo import export_nemo_file

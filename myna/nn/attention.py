@@ -174,6 +174,8 @@ def _rel_shift_keys(x: torch.Tensor) -> torch.Tensor:
     :param x: (B, H, T, 2T-1) float.
     :return: (B, H, T, T) view of ``x`` (made contiguous first if it is not).
     """
+    if torch.onnx.is_in_onnx_export():  # as_strided with traced sizes does not export; same numbers
+        return rel_shift(x)[..., : x.size(2)]
     b, h, qlen, pos_len = x.size()
     x = x.contiguous()
     return x.as_strided((b, h, qlen, qlen), (h * qlen * pos_len, qlen * pos_len, pos_len - 1, 1), x.storage_offset() + qlen - 1)

@@ -346,8 +346,9 @@ class SqueezeExcite(nn.Module):
             context = xf[..., window].sum(-1) / (validf[..., window].sum(-1) + 1e-8)
         else:
             context = xf.sum(-1) / validf.sum(-1).clamp_min(1.0)  # (B, C)
+        weight = self.fc[0].weight  # a method, not a tensor, once dynamically quantized (float32 input then)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            gates = torch.sigmoid(self.fc(context.to(self.fc[0].weight.dtype)))
+            gates = torch.sigmoid(self.fc(context.to(weight.dtype if isinstance(weight, torch.Tensor) else torch.float32)))
         return x * gates.to(x.dtype).unsqueeze(-1), lengths
 
 

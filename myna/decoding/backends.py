@@ -1,0 +1,181 @@
+"""Inference backends: run a trained model eagerly, compiled, int8-quantized or through ONNX Runtime.
+
+:func:`with_backend` wraps a loaded myna model into an :class:`InferenceModel` that decodes with
+every strategy of :func:`myna.decoding.decode` (it says how it decodes, like the model itself)
+and transcribes files, with the network parts run by the chosen backend:
+
+- ``"eager"``: the model's own PyTorch modules;
+- ``"compile"``: the encoder through ``torch.compile`` (the search loops stay in Python; the
+  first batch of each new shape pays the compilation);
+- ``"int8"``: a copy of the model whose ``nn.Linear`` and ``nn.LSTM`` layers are dynamically
+  quantized to int8 (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations
+  quantized per batch); convolutions stay float32. WER can move: measure it
+  (benchmarks/decoding.py reports the delta);
+- ``"onnx"``: the graphs of :mod:`myna.decoding.onnx_export` (encoder, prediction network and
+  joiner as separate graphs for Transducers; one graph for CTC) run by onnxruntime, with the same
+  greedy and beam searches as the other backends (optional extra ``myna[onnx]``).
+
+The featurizer (log-mel spectrogram) runs in PyTorch in every backend.
+
+>>> fast = with_backend(myna.load("model.nemo"), "int8")
+>>> fast.transcribe(["a.wav"], strategy="beam", beam_size=4)
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import nn
+
+from myna.decoding import decode
+from myna.decoding.greedy import Hypothesis
+
+__all__ = ["BACKENDS", "InferenceModel", "with_backend"]
+
+BACKENDS = ("eager", "compile", "int8", "onnx")
+
+
+class InferenceModel:
+    """A model's inference path with its network parts swapped for a backend's.
+
+    Implements the decoding protocol of :class:`myna.decoding.DecodableModel` and the parts of a
+    myna model that :func:`myna.evaluate.evaluate_manifest` uses (``featurize``, ``encoder``,
+    ``preprocessor``, ``tokenizer``), so either accepts it in place of the model.
+    """
+
+    def __init__(self, model: nn.Module, backend: str, encoder, prediction_net=None, joint=None,
+                 ctc_log_probs=None, keep: Any = None, strategies: Optional[Sequence[str]] = None):
+        self.model = model
+        self.backend = backend
+        self.encoder = encoder
+        self._prediction_net, self._joint = prediction_net, joint
+        self._ctc_log_probs = ctc_log_probs
+        self._keep = keep  # objects that must live as long as this one (a quantized copy, a temp dir)
+        self.preprocessor = model.preprocessor
+        self.tokenizer = getattr(model, "tokenizer", None)
+        self.blank_id = model.blank_id
+        self.max_symbols_per_step = getattr(model, "max_symbols_per_step", 10)
+        self.decoding_strategies = tuple(strategies or model.decoding_strategies)
+
+    def eval(self) -> "InferenceModel":
+        self.model.eval()
+        return self
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.model.preprocessor.sample_rate)
+
+    def featurize(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) float32 waveform, (B,) int64 -> features (B, T, F), lengths (B,) (PyTorch in every backend)."""
+        return self.model.featurize(audio, audio_lengths)
+
+    def transducer_parts(self):
+        if self._prediction_net is None:
+            raise ValueError(f"{type(self.model).__name__} has no Transducer")
+        return self._prediction_net, self._joint
+
+    def ctc_log_probs(self, encoded: torch.Tensor) -> torch.Tensor:
+        """(B, T', D) encoder output -> (B, T', V+1) log-probs."""
+        if self._ctc_log_probs is None:
+            raise ValueError(f"{type(self.model).__name__} has no CTC head for backend {self.backend!r}")
+        return self._ctc_log_probs(encoded)
+
+    @torch.inference_mode()
+    def transcribe_batch(self, audio: torch.Tensor, audio_lengths: torch.Tensor, strategy: str = "greedy",
+                         **decode_options) -> list[Hypothesis]:
+        """Hypotheses for a padded batch of waveforms (B, L) at :attr:`sample_rate`, lengths (B,)."""
+        features, lengths = self.featurize(audio, audio_lengths)
+        encoded, encoded_lengths = self.encoder(features, lengths)
+        return decode(self, encoded, encoded_lengths, strategy=strategy, **decode_options)
+
+    def transcribe(self, audio: Any, batch_size: int = 4, strategy: str = "greedy", return_hypotheses: bool = False,
+                   **decode_options) -> list:
+        """Texts (or hypotheses) for audio files / arrays / tensors, in order (as ``model.transcribe``)."""
+        from myna.models.base import Transcript, pad_batch
+
+        items = [audio] if isinstance(audio, (str, os.PathLike)) or hasattr(audio, "shape") else list(audio)
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        self.eval()
+        hyps: list = []
+        for start in range(0, len(items), batch_size):
+            waves = [self.model._waveform(item, start + i) for i, item in enumerate(items[start:start + batch_size])]
+            padded, lengths = pad_batch(waves)
+            hyps.extend(self.transcribe_batch(padded, lengths, strategy=strategy, **decode_options))
+        if return_hypotheses:
+            return hyps
+        return [Transcript(h.text or "") for h in hyps]
+
+
+def with_backend(model: nn.Module, backend: str = "eager", onnx_dir: str | os.PathLike | None = None,
+                 onnx_threads: Optional[int] = None) -> InferenceModel:
+    """Wrap ``model`` (a loaded myna Transducer, hybrid or CTC model) for inference with ``backend``.
+
+    Args:
+        model: the model; it is not changed (``int8`` quantizes a copy).
+        backend: one of :data:`BACKENDS`.
+        onnx_dir: ``onnx``: a folder written by ``myna export-onnx`` for this model; None exports
+            the model into a temporary folder first.
+        onnx_threads: ``onnx``: onnxruntime intra-op threads (default: torch's thread count).
+
+    Raises:
+        ValueError: an unknown backend (the message lists them), or ``onnx`` without onnxruntime.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown inference backend {backend!r}; choose one of {list(BACKENDS)}")
+    model.eval()
+    has_transducer = hasattr(model, "joint")
+    ctc = getattr(model, "ctc_log_probs", None) if _has_ctc(model) else None
+    if backend == "eager":
+        parts = model.transducer_parts() if has_transducer else (None, None)
+        return InferenceModel(model, backend, model.encoder, *parts, ctc_log_probs=ctc)
+    if backend == "compile":
+        encoder = torch.compile(model.encoder, dynamic=True)
+        parts = model.transducer_parts() if has_transducer else (None, None)
+        return InferenceModel(model, backend, encoder, *parts, ctc_log_probs=ctc)
+    if backend == "int8":
+        quantized = quantize_int8(model)
+        parts = quantized.transducer_parts() if has_transducer else (None, None)
+        ctc_q = quantized.ctc_log_probs if _has_ctc(quantized) else None
+        return InferenceModel(model, backend, quantized.encoder, *parts, ctc_log_probs=ctc_q, keep=quantized)
+    from myna.decoding.onnx_export import OnnxGraphs, export_onnx
+
+    keep = None
+    if onnx_dir is None:
+        keep = tempfile.TemporaryDirectory(prefix="myna_onnx_")
+        onnx_dir = keep.name
+        export_onnx(model, onnx_dir)
+    graphs = OnnxGraphs(Path(onnx_dir), threads=onnx_threads or torch.get_num_threads())
+    if graphs.kind == "ctc":
+        return InferenceModel(model, backend, graphs.ctc_encoder, ctc_log_probs=graphs.ctc_log_probs, keep=keep)
+    from myna.decoding import TRANSDUCER_STRATEGIES
+
+    # The encoder graph ends in the joiner's projection, so a hybrid's CTC head cannot run on it.
+    return InferenceModel(model, backend, graphs.encoder, graphs.prediction_net, graphs.joint, keep=keep,
+                          strategies=TRANSDUCER_STRATEGIES)
+
+
+def _has_ctc(model) -> bool:
+    return "ctc_greedy" in tuple(model.decoding_strategies)
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with its ``nn.Linear`` and ``nn.LSTM`` layers dynamically quantized to int8."""
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; it still works
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear, nn.LSTM}, dtype=torch.qint8)
+
+
+def backend_names() -> Sequence[str]:
+    """The backends this install can run (``onnx`` needs the ``onnx`` extra)."""
+    import importlib.util
+
+    return tuple(b for b in BACKENDS if b != "onnx" or importlib.util.find_spec("onnxruntime") is not None)
