@@ -72,13 +72,15 @@ def prepare_set(name: str, fsdd_dir: Path, work_dir: Path, num_strings: int) -> 
     return manifest
 
 
-def preload_batches(manifest: Path, sample_rate: int, batch_size: int):
-    """Waveforms read once, in manifest order, as padded batches [(audio (B, L), lengths (B,))]."""
+def preload_batches(manifest: Path, sample_rate: int, batch_size: int, limit: int = 0):
+    """Waveforms read once, in manifest order, as padded batches [(audio (B, L), lengths (B,))];
+    ``limit`` > 0 keeps the first ``limit`` utterances only."""
     from myna.data.loader import load_entry_audio
     from myna.data.manifest import read_manifest
     from myna.models.base import pad_batch
 
     entries = read_manifest(manifest)
+    entries = entries[:limit] if limit > 0 else entries
     waves = [load_entry_audio(e, sample_rate) for e in entries]
     batches = [pad_batch(waves[i:i + batch_size]) for i in range(0, len(waves), batch_size)]
     audio_s = sum(w.shape[0] for w in waves) / sample_rate
@@ -118,7 +120,7 @@ def myna_rows(args, manifest: Path, set_name: str) -> list[dict]:
             prepared[backend] = with_backend(model, backend)
             print(f"myna {backend}: prepared in {time.perf_counter() - began:.1f} s", flush=True)
         runner = prepared[backend]
-        batches, refs, paths, audio_s = preload_batches(manifest, rate, batch_size)
+        batches, refs, paths, audio_s = preload_batches(manifest, rate, batch_size, args.limit)
         options = {"strategy": strategy, "beam_size": args.beam_size}
 
         def model_only():
@@ -221,7 +223,7 @@ def nemo_rows(args, manifest: Path, set_name: str, sample_rate: int) -> list[dic
             setups = [("greedy_batch", "greedy", n) for n in map(int, args.batch_sizes.split(","))]
         refs = paths = audio_s = None
         for strategy, name, batch_size in setups:
-            batches, refs, paths, audio_s = preload_batches(manifest, sample_rate, batch_size)
+            batches, refs, paths, audio_s = preload_batches(manifest, sample_rate, batch_size, args.limit)
             file = Path(tmp) / f"batches_{batch_size}.pt"
             torch.save(batches, file)
             jobs.append({"strategy": strategy, "name": name, "batch_size": batch_size, "batches": str(file),
@@ -269,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beam", action="store_true", help="the beam-search rows instead of the backend rows")
     parser.add_argument("--beam-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=0, help="use the first N utterances only (0: all)")
     parser.add_argument("--no-nemo", action="store_true")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args(argv)
