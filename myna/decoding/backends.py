@@ -173,9 +173,3 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         warnings.simplefilter("ignore")
         return quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear, nn.LSTM}, dtype=torch.qint8)
 
-
-def backend_names() -> Sequence[str]:
-    """The backends this install can run (``onnx`` needs the ``onnx`` extra)."""
-    import importlib.util
-
-    return tuple(b for b in BACKENDS if b != "onnx" or importlib.util.find_spec("onnxruntime") is not None)

@@ -171,7 +171,6 @@ class OnnxGraphs:
             self.joint = _OrtJoint(self._joiner, self.meta)
         else:
             self._ctc = session("model.onnx")
-        self._pending_log_probs: Optional[torch.Tensor] = None
 
     def encoder(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, F), (B,) -> projected encoder output (B, T', J), lengths (B,)."""
