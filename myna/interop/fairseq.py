@@ -22,7 +22,6 @@ projection and its dictionary are not imported.
 from __future__ import annotations
 
 import ast
-import io
 import json
 import os
 import pickle
@@ -49,6 +48,10 @@ class _Record:
     """Stands in for an object of a class that is never imported: keeps its arguments and state."""
 
     _qualname = "?"
+    # pickle's NEWOBJ creates records with __new__ alone, so the defaults live on the class
+    _args: tuple = ()
+    _kwargs: dict = {}
+    _state: Any = None
 
     def __init__(self, *args, **kwargs):
         self._args, self._kwargs, self._state = args, kwargs, None

@@ -161,12 +161,13 @@ class Wav2Vec2PreTrainingModel(nn.Module):
         short = (audio_lengths < self.min_samples).nonzero().flatten().tolist()
         if short:
             rate = getattr(self.preprocessor, "sample_rate", 16000)
-            details = ", ".join(f"row {i}: {int(audio_lengths[i]) / rate:.3f} s" for i in short)
+            details = ", ".join(f"row {i}: {int(audio_lengths[i])} samples ({int(audio_lengths[i]) / rate:.4f} s)"
+                                for i in short)
             raise TooShortError(
                 f"audio too short for wav2vec 2.0 pre-training ({details}); the shortest usable duration is "
-                f"{self.min_duration():.3f} s ({self.min_frames} frames: {self.masking.min_masks} mask spans of "
-                f"{self.masking.mask_length} frames and at least 2 masked frames for negatives)",
-                short, self.min_samples)
+                f"{self.min_duration():.4f} s ({self.min_samples} samples, {self.min_frames} frames: "
+                f"{self.masking.min_masks} mask spans of {self.masking.mask_length} frames and at least 2 masked "
+                f"frames for negatives)", short, self.min_samples)
 
     # ---- randomness -------------------------------------------------------------------------
     @staticmethod

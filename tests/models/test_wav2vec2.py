@@ -1,0 +1,88 @@
+"""wav2vec 2.0 pre-training model: a training step, its logged quantities, and bad input."""
+
+import pytest
+import torch
+
+from myna.models.wav2vec2 import TooShortError, build_pretraining_model
+
+TINY = {
+    "target": "myna.Wav2Vec2PreTrainingModel",
+    "preprocessor": {"_target_": "myna.WaveformFeaturizer", "sample_rate": 16000, "normalize": True},
+    "encoder": {"_target_": "myna.Wav2Vec2Encoder", "hidden_size": 32, "num_layers": 2, "num_heads": 4,
+                "intermediate_size": 64, "conv_dim": [16] * 7, "pos_conv_kernel": 8, "pos_conv_groups": 4,
+                "feature_grad_mult": 0.1},
+    "quantizer": {"num_vars": 8, "groups": 2, "vq_dim": 16},
+    "final_dim": 16,
+    "masking": {"mask_prob": 0.5, "mask_length": 4},
+    "contrastive": {"num_negatives": 5},
+}
+
+
+def _model(**overrides):
+    torch.manual_seed(0)
+    return build_pretraining_model({**TINY, **overrides})
+
+
+def test_training_step_reports_what_ssl_users_watch_and_trains_every_part():
+    model = _model().train()
+    audio = torch.randn(3, 12000)
+    out = model(audio, torch.tensor([12000, 9000, 7000]), step=10)
+    for key in ("loss", "contrastive_loss", "diversity_loss", "feature_penalty", "accuracy", "prob_perplexity",
+                "code_perplexity", "temperature", "num_masked"):
+        assert torch.isfinite(out[key]), key
+    assert 0 <= out["accuracy"] <= 1 and 2 <= out["prob_perplexity"] <= 16
+    assert out["temperature"].item() == pytest.approx(2 * 0.999995 ** 10)
+    out["loss"].backward()
+    for name in ("quantizer.weight_proj.weight", "quantizer.vars", "project_q.weight", "project_hid.weight",
+                 "encoder.masked_spec_embed", "encoder.encoder.layers.0.attention.q_proj.weight",
+                 "encoder.feature_extractor.conv_layers.0.conv.weight"):
+        param = dict(model.named_parameters())[name]
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_masks_and_negatives_are_a_function_of_the_step():
+    model = _model().eval()
+    audio, lengths = torch.randn(2, 9000), torch.tensor([9000, 8000])
+    a = model(audio, lengths, step=5)["loss"]
+    b = model(audio, lengths, step=5)["loss"]
+    c = model(audio, lengths, step=6)["loss"]
+    assert a == b and a != c
+
+
+def test_fairseq_masks_are_equal_per_row_and_hf_masks_may_differ():
+    model = _model()
+    rng = model.step_rng(0)
+    mask = model.compute_masks(torch.tensor([40, 25]), 40, rng)
+    assert mask[0].sum() == mask[1].sum() and not mask[1, 25:].any()
+    hf = _model(masking={"style": "hf", "mask_prob": 0.5, "mask_length": 4})
+    mask = hf.compute_masks(torch.tensor([40, 12]), 40, hf.step_rng(0))
+    assert not mask[1, 12:].any()
+
+
+def test_too_short_audio_names_the_rows_and_the_shortest_usable_duration():
+    model = _model()
+    need = model.min_samples
+    assert model.min_frames == 5  # 2 spans of 4 frames with distinct starts
+    assert need == model.encoder.feature_extractor.min_samples(5)
+    audio = torch.randn(3, 8000)
+    with pytest.raises(TooShortError, match=rf"row 1: {need - 1} samples .*shortest usable duration is {need / 16000:.4f} s \({need} samples") as err:
+        model(audio, torch.tensor([8000, need - 1, need]))
+    assert err.value.rows == [1] and err.value.min_samples == need
+    model(audio[:, :need], torch.tensor([need, need, need]))  # exactly the minimum works
+
+
+def test_encoder_only_model_cannot_pretrain_and_nothing_transcribes():
+    model = _model(quantizer=None)
+    with pytest.raises(ValueError, match="no quantizer"):
+        model(torch.randn(1, 8000), torch.tensor([8000]))
+    with pytest.raises(ValueError, match="fine-tune it"):
+        model.transcribe(["a.wav"])
+
+
+def test_unknown_config_keys_are_named():
+    with pytest.raises(ValueError, match=r"model.encoder: unknown key\(s\) \['hidden'\]"):
+        _model(encoder={**TINY["encoder"], "hidden": 3})
+    with pytest.raises(ValueError, match=r"model.masking: unknown key"):
+        _model(masking={"prob": 0.5})
+    with pytest.raises(ValueError, match="style"):
+        _model(masking={"style": "torch"})
