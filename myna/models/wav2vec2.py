@@ -305,11 +305,11 @@ def build_pretraining_model(model_cfg: Mapping) -> Wav2Vec2PreTrainingModel:
     encoder-only model), ``masking`` (:class:`MaskingConfig`), ``contrastive``
     (:class:`ContrastiveConfig`), and the keys ``final_dim`` and ``dropout_features``.
     """
-    known = {"target", "sample_rate", "preprocessor", "encoder", "quantizer", "masking", "contrastive",
-             "final_dim", "dropout_features", "train_ds", "validation_ds", "test_ds", "optim", "tokenizer"}
-    unknown = sorted(set(model_cfg) - known)
-    if unknown:
-        raise ValueError(f"model: unknown key(s) {unknown} for a wav2vec 2.0 pre-training model; known: {sorted(known)}")
+    # Sections of ASR models that a pre-training model has no use for must be left empty.
+    misplaced = sorted(k for k in ("decoder", "joint", "aux_ctc", "spec_augment") if model_cfg.get(k))
+    if misplaced:
+        raise ValueError(f"model.{misplaced[0]}: a wav2vec 2.0 pre-training model has no {misplaced[0]} "
+                         "(fine-tune the pre-trained encoder into a CTC or Transducer recipe instead)")
     encoder = build_wav2vec2_encoder(model_cfg["encoder"])
     quantizer = None
     if model_cfg.get("quantizer"):

@@ -86,3 +86,5 @@ def test_unknown_config_keys_are_named():
         _model(masking={"prob": 0.5})
     with pytest.raises(ValueError, match="style"):
         _model(masking={"style": "torch"})
+    with pytest.raises(ValueError, match="model.joint: a wav2vec 2.0 pre-training model has no joint"):
+        _model(joint={"_target_": "RNNTJoint"})
