@@ -88,3 +88,39 @@ def test_unknown_config_keys_are_named():
         _model(masking={"style": "torch"})
     with pytest.raises(ValueError, match="model.joint: a wav2vec 2.0 pre-training model has no joint"):
         _model(joint={"_target_": "RNNTJoint"})
+
+
+def _asr_config(kind: str) -> dict:
+    encoder = {**TINY["encoder"], "freeze_feature_encoder": True, "mask_time_prob": 0.3, "mask_time_length": 2}
+    encoder.pop("feature_grad_mult")
+    cfg = {"preprocessor": TINY["preprocessor"], "encoder": encoder}
+    if kind == "ctc":
+        cfg["decoder"] = {"_target_": "ConvASRDecoder", "feat_in": 32, "num_classes": -1}
+    else:
+        cfg.update(decoder={"_target_": "RNNTDecoder", "prednet": {"pred_hidden": 16, "pred_rnn_layers": 1}},
+                   joint={"_target_": "RNNTJoint", "jointnet": {"joint_hidden": 16, "activation": "relu"}},
+                   loss={"name": "pruned", "s_range": 3})
+    return cfg
+
+
+@pytest.mark.parametrize("kind", ["ctc", "rnnt_pruned"])
+def test_pretrained_encoder_fine_tunes_under_ctc_and_pruned_transducer_heads(kind):
+    from myna.models.builder import build_model
+    from myna.text import CharacterTokenizer
+
+    pretrained = _model()
+    tokenizer = CharacterTokenizer.from_texts(["one two three"])
+    model = build_model(_asr_config(kind), tokenizer)
+    encoder_state = {k: v for k, v in pretrained.state_dict().items() if k.startswith("encoder.")}
+    missing, unexpected = model.load_state_dict(encoder_state, strict=False)
+    assert not unexpected and not [k for k in missing if k.startswith("encoder.")]  # the encoder moves whole
+    model.train()
+    tokens = torch.tensor([tokenizer.encode("one two"), tokenizer.encode("three  ")])
+    out = model(torch.randn(2, 9000), torch.tensor([9000, 7000]), tokens, torch.tensor([7, 5]), step=1)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    conv = model.encoder.feature_extractor.conv_layers[0].conv.weight
+    assert conv.grad is None and not conv.requires_grad  # frozen feature encoder
+    assert model.encoder.encoder.layers[0].attention.q_proj.weight.grad is not None
+    if kind == "ctc":
+        assert model.blank_id == tokenizer.pad_id == 0
