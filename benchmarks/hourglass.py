@@ -30,14 +30,12 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory import _rss_mb  # noqa: E402
+from train_step import REPO  # noqa: E402
+
 ROWS = {"plain": None, "k=2": ("[2,(8,2),2]", "naive"), "k=4": ("[2,(8,4),2]", "naive"),
         "k=4-linear": ("[2,(8,4),2]", "linear")}
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _worker(row: str, batch: int, seconds: float, threads: int, warmup: int, steps: int) -> dict:

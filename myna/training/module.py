@@ -12,7 +12,7 @@ from myna.metrics import error_rates
 from myna.training.guards import TrainingGuard
 from myna.training.schedules import build_scheduler
 
-__all__ = ["ASRTask", "build_optimizer"]
+__all__ = ["ASRTask", "build_optimizer", "optimizer_and_schedule"]
 
 log = logging.getLogger("myna.train")
 
@@ -124,8 +124,14 @@ class ASRTask(L.LightningModule):
         self._val_refs, self._val_hyps, self._val_losses = [], [], []
 
     def configure_optimizers(self):
-        optimizer = build_optimizer([p for p in self.model.parameters() if p.requires_grad], self.optim_cfg)
-        scheduler = build_scheduler(optimizer, self.optim_cfg.get("sched"), self.max_steps)
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizer_and_schedule(self.model, self.optim_cfg, self.max_steps)
+
+
+def optimizer_and_schedule(model: torch.nn.Module, optim: Mapping[str, Any], max_steps: int):
+    """Lightning's ``configure_optimizers`` answer: the optimizer over the trainable parameters
+    and its per-step schedule (``optim.sched``), or the optimizer alone without one."""
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], optim)
+    scheduler = build_scheduler(optimizer, optim.get("sched"), max_steps)
+    if scheduler is None:
+        return optimizer
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -16,8 +16,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import lightning as L
 import torch
 
-from myna.training.module import build_optimizer
-from myna.training.schedules import build_scheduler
+from myna.training.module import optimizer_and_schedule
 
 __all__ = ["PretrainingTask", "check_durations", "SSL_CURVE_KEYS"]
 
@@ -85,11 +84,7 @@ class PretrainingTask(L.LightningModule):
         self._val_sums, self._val_weight = {}, 0.0
 
     def configure_optimizers(self):
-        optimizer = build_optimizer([p for p in self.model.parameters() if p.requires_grad], self.optim_cfg)
-        scheduler = build_scheduler(optimizer, self.optim_cfg.get("sched"), self.max_steps)
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizer_and_schedule(self.model, self.optim_cfg, self.max_steps)
 
 
 def check_durations(entries: Sequence, min_seconds: float, section: str, min_duration_filter: Optional[float],
