@@ -599,9 +599,13 @@ class Wav2Vec2Encoder(nn.Module):
         batch, samples = audio.shape
         if lengths is None:
             lengths = torch.full((batch,), samples, dtype=torch.long, device=audio.device)
+        too_short = (lengths < self.feature_extractor.receptive_field).nonzero().flatten().tolist()
+        if too_short:
+            raise ValueError(f"batch row(s) {too_short} have {[int(lengths[i]) for i in too_short]} samples; the "
+                             f"feature encoder needs at least {self.feature_extractor.receptive_field} for one frame")
         conv = self.conv_features(audio)
         frames = conv.shape[-1]
-        frame_lengths = self.output_lengths(lengths).clamp(min=0, max=frames)
+        frame_lengths = self.output_lengths(lengths).clamp(max=frames)
         padding_mask = None
         if self.use_attention_mask and bool((frame_lengths < frames).any()):
             padding_mask = torch.arange(frames, device=audio.device)[None, :] >= frame_lengths[:, None]

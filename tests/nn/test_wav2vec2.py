@@ -35,6 +35,11 @@ def test_encoder_output_shape_and_lengths(norm):
     assert (enc(audio.unsqueeze(-1), torch.tensor([8000, 5000]))[0] == hidden).all()  # (B, L, 1) accepted
 
 
+def test_audio_shorter_than_one_frame_is_an_error_naming_the_row():
+    with pytest.raises(ValueError, match=r"batch row\(s\) \[1\] have \[399\] samples.*at least 400"):
+        _encoder()(torch.randn(2, 1000), torch.tensor([1000, 399]))
+
+
 def test_layer_norm_variant_ignores_padding_with_attention_mask():
     # The LN feature encoder is per frame, attention masks the padded keys and the positional
     # conv sees zeros there, so a padded row's valid frames equal the utterance alone.
