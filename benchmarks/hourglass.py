@@ -43,7 +43,7 @@ def _worker(row: str, batch: int, seconds: float, threads: int, warmup: int, ste
     import torch
     import yaml
 
-    from myna.models.wav2vec2 import build_pretraining_model
+    from myna.interop.adapter import build_model
     from myna.training.module import build_optimizer
 
     torch.set_num_threads(threads)
@@ -52,7 +52,7 @@ def _worker(row: str, batch: int, seconds: float, threads: int, warmup: int, ste
     if ROWS[row] is not None:
         cfg["encoder"]["hourglass"], cfg["encoder"]["hourglass_resample"] = ROWS[row]
     torch.manual_seed(0)
-    model = build_pretraining_model(cfg).train()
+    model = build_model(cfg, None).train()
     optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg["optim"])
     samples = int(seconds * 16000)
     rng = np.random.default_rng(0)

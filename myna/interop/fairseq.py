@@ -33,7 +33,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 __all__ = ["read_checkpoint", "parse_conv_feature_layers", "fairseq_to_myna", "FairseqFormatError",
-           "is_fairseq_checkpoint"]
+           "is_fairseq_checkpoint", "load_fairseq", "read_fairseq_weights"]
 
 DEFAULT_CONV_LAYERS = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] + [(512, 2, 2)]"
 
@@ -344,3 +344,29 @@ def fairseq_to_myna(args: Mapping, state_dict: Mapping[str, torch.Tensor], where
         for k in dropped:
             del state[k]
     return model, state, notes
+
+
+def load_fairseq(path: str | os.PathLike, config: Optional[str | os.PathLike | Mapping] = None,
+                 map_location: str | torch.device = "cpu"):
+    """A fairseq / NVIDIA DLE wav2vec 2.0 checkpoint (``.pt``) as a Wav2Vec2PreTrainingModel, eval mode.
+
+    ``config``: the options (dict or JSON path) when neither the checkpoint nor a
+    ``<stem>_config.json`` beside it carries them.
+    """
+    import logging
+
+    from myna.interop.adapter import build_model
+    from myna.interop.hf import finish_loading
+
+    path = Path(path)
+    args, state = read_checkpoint(path, config)
+    cfg, state, notes = fairseq_to_myna(args, state, where=str(path))
+    for note in notes:
+        logging.getLogger("myna.interop").info("%s: %s", path, note)
+    return finish_loading(build_model(cfg, None), state, cfg, path, map_location, optional=("encoder.masked_spec_embed",))
+
+
+def read_fairseq_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The weights of a fairseq / DLE checkpoint under myna's names, for ``init_from_pretrained_model``."""
+    args, state = read_checkpoint(path)
+    return fairseq_to_myna(args, state, where=str(path))[1]

@@ -5,10 +5,10 @@ with ``weights_only=True``, or their sharded ``*.index.json`` forms), plus optio
 ``preprocessor_config.json`` (the feature extractor: ``do_normalize``, ``return_attention_mask``,
 ``sampling_rate``) and the CTC tokenizer's ``vocab.json`` / ``tokenizer_config.json``.
 
-This module only translates; it builds nothing. :func:`read_hf_folder` gives the config, the
-state dict and the extra files; :func:`hf_to_myna` turns them into a myna (NeMo-shaped) model
-config and a state dict with myna's keys; :func:`myna_to_hf` and :func:`write_hf_folder` go
-back. Supported architectures: ``Wav2Vec2ForCTC``, ``Wav2Vec2ForPreTraining`` and
+:func:`read_hf_folder` gives the config, the state dict and the extra files; :func:`hf_to_myna`
+turns them into a myna (NeMo-shaped) model config and a state dict with myna's keys;
+:func:`myna_to_hf` and :func:`write_hf_folder` go back. :func:`load_hf` (what ``myna.load`` runs
+on such a folder) builds the model through the config adapter; :func:`save_hf` writes one. Supported architectures: ``Wav2Vec2ForCTC``, ``Wav2Vec2ForPreTraining`` and
 ``Wav2Vec2Model`` (encoder only).
 
 Key mapping (the encoder keeps HF's names below its prefix):
@@ -35,7 +35,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 __all__ = ["HFFolder", "ARCHITECTURES", "is_hf_folder", "read_hf_folder", "hf_to_myna", "myna_to_hf",
-           "write_hf_folder", "HFFormatError"]
+           "write_hf_folder", "HFFormatError", "load_hf", "save_hf", "read_hf_weights", "finish_loading"]
 
 ARCHITECTURES = {"Wav2Vec2ForCTC": "ctc", "Wav2Vec2ForPreTraining": "pretraining", "Wav2Vec2Model": "encoder"}
 CONFIG_FILE = "config.json"
@@ -371,3 +371,79 @@ def write_hf_folder(path: str | os.PathLike, config: Mapping, state_dict: Mappin
     if tokenizer is not None and hasattr(tokenizer, "save") and hasattr(tokenizer, "word_delimiter_token"):
         tokenizer.save(folder)
     return folder
+
+
+# ---- whole models ---------------------------------------------------------------------------------
+
+def finish_loading(model, state_dict: Mapping[str, torch.Tensor], cfg: dict, path: Path,
+                   map_location: str | torch.device = "cpu", optional: tuple[str, ...] = ()):
+    """Load ``state_dict`` into ``model`` (every key checked, as for a ``.nemo``), move it, eval mode,
+    ``model.config = cfg``. ``optional``: tensors the file may lack; the model keeps its own."""
+    from myna.interop.nemo import _load_state
+
+    own = model.state_dict()
+    state = dict(state_dict)
+    for key in optional:
+        if key not in state and key in own:
+            state[key] = own[key]
+    _load_state(model, state, path)
+    model.to(map_location)
+    model.eval()
+    model.config = cfg
+    return model
+
+
+def load_hf(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
+    """A Hugging Face wav2vec 2.0 folder as a myna model, eval mode: ``Wav2Vec2ForCTC`` -> CTCModel
+    (the folder's character vocabulary; its ``transcribe`` applies the folder's feature-extractor
+    normalisation), ``Wav2Vec2ForPreTraining`` / ``Wav2Vec2Model`` -> Wav2Vec2PreTrainingModel
+    (without a quantizer for the latter).
+
+    :raises HFFormatError: naming the folder and what it cannot express.
+    """
+    import logging
+
+    from myna.interop.adapter import build_model
+    from myna.text.characters import CharacterTokenizer
+
+    path = Path(path)
+    folder = read_hf_folder(path)
+    cfg, state, notes = hf_to_myna(folder)
+    tokenizer = CharacterTokenizer.from_folder(path) if folder.has_vocabulary and cfg["target"] == "myna.CTCModel" else None
+    try:
+        model = build_model(cfg, tokenizer)
+    except ValueError as err:
+        raise HFFormatError(f"{path}: {err}") from None
+    for note in notes:
+        logging.getLogger("myna.interop").info("%s: %s", path, note)
+    return finish_loading(model, state, cfg, path, map_location, optional=("encoder.masked_spec_embed",))
+
+
+def read_hf_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The weights of an HF wav2vec 2.0 folder under myna's names (``encoder.*``, ``decoder.*``,
+    ``quantizer.*``, ``project_*``), for ``init_from_pretrained_model``."""
+    return hf_to_myna(read_hf_folder(path))[1]
+
+
+def save_hf(model, path: str | os.PathLike, config: Optional[Mapping] = None) -> Path:
+    """Write a wav2vec 2.0 CTC or pre-training model as a ``save_pretrained`` folder that
+    ``transformers``' ``from_pretrained`` loads with the same outputs (character vocabulary
+    included). ``config``: its ``model:`` section (default ``model.config``).
+
+    :raises ValueError: for what HF cannot express (an Hourglass encoder, a Transducer model).
+    """
+    config = config if config is not None else getattr(model, "config", None)
+    if config is None:
+        raise ValueError("save_hf: the model has no .config; pass config= (the model: section it was built from)")
+    if hasattr(config, "items") and not isinstance(config, dict):
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.to_container(config, resolve=True)
+    model_cfg = dict(config.get("model", config)) if "encoder" not in config else dict(config)
+    if "target" not in model_cfg or model_cfg["target"] is None:
+        model_cfg["target"] = "myna.CTCModel" if hasattr(model, "ctc_log_probs") else "myna.Wav2Vec2PreTrainingModel"
+    if hasattr(model, "joint"):
+        raise ValueError("save_hf: Hugging Face's Wav2Vec2 classes have no Transducer head")
+    blank = getattr(model, "blank_id", None) if hasattr(model, "ctc_log_probs") else None
+    hf_config, state, feature_extractor = myna_to_hf(model_cfg, model.state_dict(), blank_id=blank)
+    return write_hf_folder(path, hf_config, state, feature_extractor, getattr(model, "tokenizer", None))

@@ -52,7 +52,7 @@ class CTCModel(SpeechModel):
         return CTC_STRATEGIES
 
     def ctc_log_probs(self, encoded: torch.Tensor) -> torch.Tensor:
-        """(B, T', D) encoder output -> (B, T', V+1) CTC log-probs, blank last."""
+        """(B, T', D) encoder output -> (B, T', C) CTC log-probs (blank: :attr:`blank_id`)."""
         return self.decoder(encoded)
 
     def decode(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor) -> list[Hypothesis]:

@@ -14,29 +14,27 @@ space (``project_hid`` for context vectors, HF's name for fairseq's ``final_proj
 5. loss = (contrastive + 0.1 * diversity * S + 10 * feature penalty * S) / S over S masked frames.
 
 The fine-tuned encoder moves into myna's CTC and Transducer models unchanged (its weights are
-``encoder.*`` in both), see :func:`myna.models.wav2vec2.build_wav2vec2_ctc`.
+``encoder.*`` in both): ``init_from_pretrained_model`` with ``include: [encoder]``. Recipes build
+it through :func:`myna.interop.adapter.build_model` (``target: myna.Wav2Vec2PreTrainingModel``).
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from myna.features import WaveformFeaturizer
 from myna.losses.contrastive import Wav2Vec2Loss, contrastive_logits, wav2vec2_loss
 from myna.losses.negatives import gather_negatives, sample_negatives_wav2vec2
 from myna.nn.masking import compute_mask_indices_fairseq, compute_mask_indices_hf, min_frames_for_masking
 from myna.nn.quantizer import GumbelVectorQuantizer, QuantizerOutput
 from myna.nn.wav2vec2 import Wav2Vec2Encoder, Wav2Vec2Output
 
-__all__ = ["MaskingConfig", "ContrastiveConfig", "Wav2Vec2PreTrainingModel", "PretrainingOutput", "TooShortError",
-           "build_wav2vec2_encoder", "build_waveform_featurizer", "build_pretraining_model"]
+__all__ = ["MaskingConfig", "ContrastiveConfig", "Wav2Vec2PreTrainingModel", "PretrainingOutput", "TooShortError"]
 
 
 class TooShortError(ValueError):
@@ -263,61 +261,3 @@ class Wav2Vec2PreTrainingModel(nn.Module):
     def transcribe(self, *args, **kwargs):
         raise ValueError("a wav2vec 2.0 pre-training model has no output vocabulary; fine-tune it into a CTC or "
                          "Transducer model (init_from_pretrained_model=...) to transcribe")
-
-
-# ---- construction from NeMo-shaped config sections --------------------------------------------
-
-ENCODER_TARGETS = ("myna.Wav2Vec2Encoder", "Wav2Vec2Encoder")
-PREPROCESSOR_TARGETS = ("myna.WaveformFeaturizer", "WaveformFeaturizer")
-QUANTIZER_TARGETS = ("myna.GumbelVectorQuantizer", "GumbelVectorQuantizer",
-                     "nemo.collections.asr.parts.submodules.ssl_quantizers.GumbelVectorQuantizer")
-PRETRAINING_TARGET = "myna.Wav2Vec2PreTrainingModel"
-
-
-def _kwargs(cls, cfg: Mapping, section: str, targets: tuple[str, ...], exclude: tuple[str, ...] = ()) -> dict:
-    """Constructor arguments of ``cls`` from a config section; unknown keys are errors naming them."""
-    cfg = dict(cfg)
-    target = cfg.pop("_target_", None)
-    if target is not None and target not in targets:
-        raise ValueError(f"model.{section}._target_={target!r} is not supported here; expected one of {list(targets)}")
-    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", *exclude}
-    unknown = sorted(set(cfg) - allowed)
-    if unknown:
-        raise ValueError(f"model.{section}: unknown key(s) {unknown} for {cls.__name__}; known: {sorted(allowed)}")
-    return cfg
-
-
-def build_wav2vec2_encoder(cfg: Mapping) -> Wav2Vec2Encoder:
-    """:class:`Wav2Vec2Encoder` from a ``model.encoder`` section (its constructor's argument names)."""
-    return Wav2Vec2Encoder(**_kwargs(Wav2Vec2Encoder, cfg, "encoder", ENCODER_TARGETS))
-
-
-def build_waveform_featurizer(cfg: Optional[Mapping]) -> WaveformFeaturizer:
-    """:class:`myna.features.WaveformFeaturizer` from a ``model.preprocessor`` section."""
-    return WaveformFeaturizer(**_kwargs(WaveformFeaturizer, cfg or {}, "preprocessor", PREPROCESSOR_TARGETS))
-
-
-def build_pretraining_model(model_cfg: Mapping) -> Wav2Vec2PreTrainingModel:
-    """A :class:`Wav2Vec2PreTrainingModel` from a ``model:`` section.
-
-    Sections: ``preprocessor`` (WaveformFeaturizer), ``encoder`` (Wav2Vec2Encoder), ``quantizer``
-    (GumbelVectorQuantizer without ``dim``, which is the encoder's conv width; null for an
-    encoder-only model), ``masking`` (:class:`MaskingConfig`), ``contrastive``
-    (:class:`ContrastiveConfig`), and the keys ``final_dim`` and ``dropout_features``.
-    """
-    # Sections of ASR models that a pre-training model has no use for must be left empty.
-    misplaced = sorted(k for k in ("decoder", "joint", "aux_ctc", "spec_augment") if model_cfg.get(k))
-    if misplaced:
-        raise ValueError(f"model.{misplaced[0]}: a wav2vec 2.0 pre-training model has no {misplaced[0]} "
-                         "(fine-tune the pre-trained encoder into a CTC or Transducer recipe instead)")
-    encoder = build_wav2vec2_encoder(model_cfg["encoder"])
-    quantizer = None
-    if model_cfg.get("quantizer"):
-        q = _kwargs(GumbelVectorQuantizer, model_cfg["quantizer"], "quantizer", QUANTIZER_TARGETS, exclude=("dim",))
-        quantizer = GumbelVectorQuantizer(dim=encoder.feature_extractor.output_dim, **q)
-    masking = MaskingConfig(**_kwargs(MaskingConfig, model_cfg.get("masking") or {}, "masking", ()))
-    contrastive = ContrastiveConfig(**_kwargs(ContrastiveConfig, model_cfg.get("contrastive") or {}, "contrastive", ()))
-    return Wav2Vec2PreTrainingModel(build_waveform_featurizer(model_cfg.get("preprocessor")), encoder, quantizer,
-                                    final_dim=int(model_cfg.get("final_dim", 256)), masking=masking,
-                                    contrastive=contrastive,
-                                    dropout_features=float(model_cfg.get("dropout_features", 0.1)))

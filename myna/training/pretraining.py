@@ -18,7 +18,7 @@ import torch
 
 from myna.training.module import optimizer_and_schedule
 
-__all__ = ["PretrainingTask", "check_durations", "SSL_CURVE_KEYS"]
+__all__ = ["PretrainingTask", "check_durations", "pretraining_task", "SSL_CURVE_KEYS"]
 
 log = logging.getLogger("myna.pretrain")
 
@@ -47,6 +47,8 @@ class PretrainingTask(L.LightningModule):
         self.describe_rows = describe_rows
         self._val_sums: dict[str, float] = {}
         self._val_weight = 0.0
+        quantizer = getattr(model, "quantizer", None)
+        self.num_codevectors = getattr(quantizer, "num_codevectors", None)  # G*V, for the curve's collapse line
 
     def _forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         try:
@@ -107,3 +109,19 @@ def check_durations(entries: Sequence, min_seconds: float, section: str, min_dur
         f"{section}: {len(short)} utterance(s) are shorter than {min_seconds:.4f} s, the shortest this model's "
         f"mask spans and negatives can use: {listed}{more}. Set {section}.min_duration={min_seconds:.4f} "
         f"(now {min_duration_filter}) to skip them (the filter counts what it drops), or shorten the mask spans.")
+
+
+def pretraining_task(model: torch.nn.Module, optim: Mapping[str, Any], max_steps: int, model_cfg: Mapping,
+                     train_loader, val_loader=None) -> PretrainingTask:
+    """The task ``myna train`` / ``myna pretrain`` runs for a pre-training recipe, after checking
+    that every utterance the loaders hold is long enough for the model (see :func:`check_durations`;
+    loaders that do not list their entries up front, such as Lhotse's, are checked per batch)."""
+    min_seconds = model.min_duration() if hasattr(model, "min_duration") else 0.0
+    sections = (("model.train_ds", train_loader, "train_ds"), ("model.validation_ds", val_loader, "validation_ds"))
+    for section, loader, key in sections:
+        entries = getattr(getattr(loader, "dataset", None), "entries", None)
+        if entries is not None and min_seconds:
+            check_durations(entries, min_seconds, section, (model_cfg.get(key) or {}).get("min_duration"))
+    dataset = getattr(train_loader, "dataset", None)
+    describe = (lambda i: dataset.entries[i].where) if hasattr(dataset, "entries") else None
+    return PretrainingTask(model, optim, max_steps, describe_rows=describe)

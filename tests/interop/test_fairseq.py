@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 import myna
-from myna.models.wav2vec2 import build_pretraining_model
+from myna.interop.adapter import build_model
 from myna.interop.fairseq import (FairseqFormatError, fairseq_to_myna, parse_conv_feature_layers,
                                   read_checkpoint)
 
@@ -28,7 +28,7 @@ def _fairseq_state():
     """A myna model's weights under fairseq's names (the reverse of the importer's table)."""
     args = dict(TINY_ARGS)
     cfg, _, _ = fairseq_to_myna(args, {})
-    model = build_pretraining_model(cfg)
+    model = build_model(cfg, None)
     inverse = {}
     for key, value in model.state_dict().items():
         k = key.replace("encoder.encoder.pos_conv_embed.conv.parametrizations.weight.original0", "encoder.pos_conv.0.weight_g")

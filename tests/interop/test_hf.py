@@ -11,8 +11,8 @@ import torch
 import myna
 from myna.interop.hf import HFFormatError, myna_to_hf, read_hf_folder
 from myna.losses.negatives import sample_negatives_wav2vec2
-from myna.models.io import save_hf
-from myna.models.wav2vec2 import build_pretraining_model
+from myna.interop.adapter import build_model
+from myna.interop.hf import save_hf
 
 
 def _logits(model, audio, lengths):
@@ -80,7 +80,7 @@ def test_exported_ctc_folder_reloads_in_transformers_with_the_same_logits(hf_w2v
     transformers = _transformers()
     for name in ctc_names:
         model = myna.load(hf_w2v_fixtures / name)
-        out = save_hf(model, model.config, tmp_path / name)
+        out = save_hf(model, tmp_path / name)
         ref = _hf_reference(hf_w2v_fixtures, name)
         values = torch.from_numpy(ref["input_values_batch"])
         lengths = torch.from_numpy(ref["attention_mask_batch"]).sum(-1)
@@ -108,8 +108,8 @@ def test_myna_pretraining_model_round_trips_through_transformers(tmp_path):
                        "feat_extract_norm": "layer", "layer_norm_first": True},
            "quantizer": {"num_vars": 8, "groups": 2, "vq_dim": 16}, "final_dim": 16,
            "masking": {"mask_prob": 0.5, "mask_length": 4}, "contrastive": {"num_negatives": 5}}
-    model = build_pretraining_model(cfg).eval()
-    folder = save_hf(model, cfg, tmp_path / "pt")
+    model = build_model(cfg, None).eval()
+    folder = save_hf(model, tmp_path / "pt", cfg)
     theirs = transformers.Wav2Vec2ForPreTraining.from_pretrained(folder).eval()
     audio = torch.randn(2, 9000)
     lengths = torch.tensor([9000, 7000])

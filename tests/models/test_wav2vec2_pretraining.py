@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from myna.models.wav2vec2 import TooShortError, build_pretraining_model
+from myna.interop.adapter import build_model
+from myna.models.wav2vec2 import TooShortError
 
 TINY = {
     "target": "myna.Wav2Vec2PreTrainingModel",
@@ -20,7 +21,7 @@ TINY = {
 
 def _model(**overrides):
     torch.manual_seed(0)
-    return build_pretraining_model({**TINY, **overrides})
+    return build_model({**TINY, **overrides}, None)
 
 
 def test_training_step_reports_what_ssl_users_watch_and_trains_every_part():
@@ -80,10 +81,12 @@ def test_encoder_only_model_cannot_pretrain_and_nothing_transcribes():
 
 
 def test_unknown_config_keys_are_named():
-    with pytest.raises(ValueError, match=r"model.encoder: unknown key\(s\) \['hidden'\]"):
+    with pytest.raises(ValueError, match=r"model.encoder.hidden: unknown key for myna.Wav2Vec2Encoder"):
         _model(encoder={**TINY["encoder"], "hidden": 3})
-    with pytest.raises(ValueError, match=r"model.masking: unknown key"):
+    with pytest.raises(ValueError, match=r"model.masking.prob: unknown key"):
         _model(masking={"prob": 0.5})
+    with pytest.raises(ValueError, match=r"model.quantizer.dim: unknown key"):
+        _model(quantizer={**TINY["quantizer"], "dim": 3})
     with pytest.raises(ValueError, match="style"):
         _model(masking={"style": "torch"})
     with pytest.raises(ValueError, match="model.joint: a wav2vec 2.0 pre-training model has no joint"):
@@ -105,7 +108,6 @@ def _asr_config(kind: str) -> dict:
 
 @pytest.mark.parametrize("kind", ["ctc", "rnnt_pruned"])
 def test_pretrained_encoder_fine_tunes_under_ctc_and_pruned_transducer_heads(kind):
-    from myna.models.builder import build_model
     from myna.text import CharacterTokenizer
 
     pretrained = _model()

@@ -8,11 +8,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from myna.data.manifest import ManifestEntry
-from myna.models.wav2vec2 import build_pretraining_model
+from myna.interop.adapter import build_model
 from myna.training.plots import plot_pretraining_curve
 from myna.training.pretraining import PretrainingTask, check_durations
 
 TINY = {
+    "target": "myna.Wav2Vec2PreTrainingModel",
     "encoder": {"_target_": "myna.Wav2Vec2Encoder", "hidden_size": 32, "num_layers": 1, "num_heads": 4,
                 "intermediate_size": 64, "conv_dim": [16] * 7, "pos_conv_kernel": 8, "pos_conv_groups": 4},
     "quantizer": {"num_vars": 8, "groups": 2, "vq_dim": 16}, "final_dim": 16,
@@ -28,7 +29,7 @@ def _batches(n, rows=2, samples=6000):
 
 def test_fit_logs_the_ssl_quantities_and_plots_them(tmp_path):
     torch.manual_seed(0)
-    model = build_pretraining_model(TINY)
+    model = build_model(TINY, None)
     task = PretrainingTask(model, {"name": "adamw", "lr": 1e-3}, max_steps=4)
     trainer = L.Trainer(max_steps=4, val_check_interval=2, logger=L.pytorch.loggers.CSVLogger(tmp_path, name="logs"),
                         log_every_n_steps=1, enable_checkpointing=False, enable_progress_bar=False,
@@ -46,7 +47,7 @@ def test_fit_logs_the_ssl_quantities_and_plots_them(tmp_path):
 
 
 def test_a_short_row_is_named_by_its_utterance():
-    model = build_pretraining_model(TINY)
+    model = build_model(TINY, None)
     task = PretrainingTask(model, {"name": "adamw", "lr": 1e-3}, max_steps=1, describe_rows=lambda i: f"train.json:{i + 1}")
     batch = next(iter(_batches(1)))
     batch["audio_lengths"] = torch.tensor([6000, 500])
