@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory import _rss_mb  # noqa: E402
+from memory import _rss_mb, rows_and_env  # noqa: E402
 from train_step import REPO  # noqa: E402
 
 ROWS = {"plain": None, "k=2": ("[2,(8,2),2]", "naive"), "k=4": ("[2,(8,4),2]", "naive"),
@@ -88,12 +88,7 @@ def main() -> None:
     if args.worker:
         print(json.dumps(_worker(args.worker, args.batch, args.seconds, args.threads, args.warmup, args.steps)))
         return
-    rows = [r for r in args.rows.split(",") if r]
-    unknown = sorted(set(rows) - set(ROWS))
-    if unknown:
-        raise SystemExit(f"unknown rows {unknown}; choose from {list(ROWS)}")
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
-               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    rows, env = rows_and_env(args.rows, ROWS, args.threads)
     print(f"wav2vec 2.0 Base pre-training step; batch {args.batch} x {args.seconds:g} s (odd rows 80%), "
           f"{args.threads} threads, {args.warmup} warm-up + median of {args.steps} steps; load average "
           f"{os.getloadavg()[0]:.2f} at start", flush=True)

@@ -75,6 +75,18 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def rows_and_env(spec: str, known, threads: int) -> tuple[list[str], dict]:
+    """The rows asked for (comma-separated, each one of ``known``) and the environment of the
+    per-row worker processes (``threads`` BLAS/OpenMP threads, this checkout importable)."""
+    rows = [r for r in spec.split(",") if r]
+    unknown = sorted(set(rows) - set(known))
+    if unknown:
+        raise SystemExit(f"unknown rows {unknown}; choose from {list(known)}")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return rows, env
+
+
 def _has_bitsandbytes() -> bool:
     try:
         import bitsandbytes  # noqa: F401
@@ -129,12 +141,7 @@ def main() -> None:
     if args.worker:
         print(json.dumps(_worker(args.worker, args.batch, args.seconds, args.tokens, args.threads, args.steps)))
         return
-    rows = [r for r in args.rows.split(",") if r]
-    unknown = sorted(set(rows) - set(ROWS))
-    if unknown:
-        raise SystemExit(f"unknown rows {unknown}; choose from {list(ROWS)}")
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
-               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    rows, env = rows_and_env(args.rows, ROWS, args.threads)
     print(f"Conformer-Transducer large, vocab {VOCAB}; batch {args.batch} x {args.seconds:g} s, {args.tokens} tokens, "
           f"{args.threads} threads; {args.steps} steps per row, each row in its own process", flush=True)
     results = []
