@@ -25,13 +25,12 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory import _rss_mb, rows_and_env  # noqa: E402
+from memory import _rss_mb, rows_and_env, run_rows  # noqa: E402
 from train_step import REPO  # noqa: E402
 
 ROWS = {"plain": None, "k=2": ("[2,(8,2),2]", "naive"), "k=4": ("[2,(8,4),2]", "naive"),
@@ -92,17 +91,9 @@ def main() -> None:
     print(f"wav2vec 2.0 Base pre-training step; batch {args.batch} x {args.seconds:g} s (odd rows 80%), "
           f"{args.threads} threads, {args.warmup} warm-up + median of {args.steps} steps; load average "
           f"{os.getloadavg()[0]:.2f} at start", flush=True)
-    results = []
-    for row in rows:
-        cmd = [sys.executable, __file__, "--worker", row, "--batch", str(args.batch), "--seconds", str(args.seconds),
-               "--threads", str(args.threads), "--warmup", str(args.warmup), "--steps", str(args.steps)]
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if r.returncode != 0:
-            print(f"{row}: failed\n{r.stderr[-3000:]}", flush=True)
-            continue
-        result = json.loads(r.stdout.strip().splitlines()[-1])
-        print(f"{row}: {result}", flush=True)
-        results.append(result)
+    results = run_rows(__file__, rows, env, ["--batch", str(args.batch), "--seconds", str(args.seconds),
+                                             "--threads", str(args.threads), "--warmup", str(args.warmup),
+                                             "--steps", str(args.steps)])
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     base = next((r for r in results if r["row"] == "plain"), None)
     print()

@@ -87,6 +87,21 @@ def rows_and_env(spec: str, known, threads: int) -> tuple[list[str], dict]:
     return rows, env
 
 
+def run_rows(script: str, rows: list[str], env: dict, options: list[str]) -> list[dict]:
+    """Run ``script --worker ROW *options`` for each row in a fresh process; the JSON each prints
+    last (failures are printed with the end of their stderr and left out)."""
+    results = []
+    for row in rows:
+        r = subprocess.run([sys.executable, script, "--worker", row, *options], env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"{row}: failed\n{r.stderr[-3000:]}", flush=True)
+            continue
+        result = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"{row}: {result}", flush=True)
+        results.append(result)
+    return results
+
+
 def _has_bitsandbytes() -> bool:
     try:
         import bitsandbytes  # noqa: F401
@@ -144,17 +159,9 @@ def main() -> None:
     rows, env = rows_and_env(args.rows, ROWS, args.threads)
     print(f"Conformer-Transducer large, vocab {VOCAB}; batch {args.batch} x {args.seconds:g} s, {args.tokens} tokens, "
           f"{args.threads} threads; {args.steps} steps per row, each row in its own process", flush=True)
-    results = []
-    for row in rows:
-        cmd = [sys.executable, __file__, "--worker", row, "--batch", str(args.batch), "--seconds", str(args.seconds),
-               "--tokens", str(args.tokens), "--threads", str(args.threads), "--steps", str(args.steps)]
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if r.returncode != 0:
-            print(f"{row}: failed\n{r.stderr[-3000:]}", flush=True)
-            continue
-        result = json.loads(r.stdout.strip().splitlines()[-1])
-        print(f"{row}: {result}", flush=True)
-        results.append(result)
+    results = run_rows(__file__, rows, env, ["--batch", str(args.batch), "--seconds", str(args.seconds),
+                                             "--tokens", str(args.tokens), "--threads", str(args.threads),
+                                             "--steps", str(args.steps)])
     base = next((r for r in results if r["row"] == "baseline" and "skipped" not in r), None)
     print()
     print("| saver | peak RSS MB | before step MB | step peak - before MB | x baseline (step part) | step s | loss |")
