@@ -33,6 +33,9 @@ def audio_manifest(tmp_path_factory):
         sf.write(root / f"{i}.wav", (0.1 * rng.standard_normal(samples)).astype(np.float32), 16000, subtype="PCM_16")
         lines.append(json.dumps({"audio_filepath": str(root / f"{i}.wav"), "duration": samples / 16000, "text": text}))
     (root / "m.json").write_text("\n".join(lines) + "\n")
+    # the same audio unlabelled: pre-training reads no text
+    (root / "audio_only.json").write_text("".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "text"})
+                                                  + "\n" for line in lines))
     return root / "m.json"
 
 
@@ -41,7 +44,8 @@ def pretrained(audio_manifest, tmp_path_factory):
     """A 2-step ``myna pretrain`` run folder, then resumed to 3 steps."""
     exp = tmp_path_factory.mktemp("w2v_pretrain")
     args = ["pretrain", str(CONF / "wav2vec2_tiny.yaml"), *ENCODER, *RUN, "model.quantizer.vq_dim=16", "model.final_dim=16",
-            "model.contrastive.num_negatives=4", f"model.train_ds.manifest_filepath={audio_manifest}",
+            "model.contrastive.num_negatives=4",
+            f"model.train_ds.manifest_filepath={audio_manifest.parent / 'audio_only.json'}",
             f"model.validation_ds.manifest_filepath={audio_manifest}", f"exp_manager.exp_dir={exp}"]
     assert main([*args, "trainer.max_steps=2"]) == 0
     first = myna.load(exp)
