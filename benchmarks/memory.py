@@ -75,6 +75,33 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def rows_and_env(spec: str, known, threads: int) -> tuple[list[str], dict]:
+    """The rows asked for (comma-separated, each one of ``known``) and the environment of the
+    per-row worker processes (``threads`` BLAS/OpenMP threads, this checkout importable)."""
+    rows = [r for r in spec.split(",") if r]
+    unknown = sorted(set(rows) - set(known))
+    if unknown:
+        raise SystemExit(f"unknown rows {unknown}; choose from {list(known)}")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return rows, env
+
+
+def run_rows(script: str, rows: list[str], env: dict, options: list[str]) -> list[dict]:
+    """Run ``script --worker ROW *options`` for each row in a fresh process; the JSON each prints
+    last (failures are printed with the end of their stderr and left out)."""
+    results = []
+    for row in rows:
+        r = subprocess.run([sys.executable, script, "--worker", row, *options], env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"{row}: failed\n{r.stderr[-3000:]}", flush=True)
+            continue
+        result = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"{row}: {result}", flush=True)
+        results.append(result)
+    return results
+
+
 def _has_bitsandbytes() -> bool:
     try:
         import bitsandbytes  # noqa: F401
@@ -129,25 +156,12 @@ def main() -> None:
     if args.worker:
         print(json.dumps(_worker(args.worker, args.batch, args.seconds, args.tokens, args.threads, args.steps)))
         return
-    rows = [r for r in args.rows.split(",") if r]
-    unknown = sorted(set(rows) - set(ROWS))
-    if unknown:
-        raise SystemExit(f"unknown rows {unknown}; choose from {list(ROWS)}")
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
-               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    rows, env = rows_and_env(args.rows, ROWS, args.threads)
     print(f"Conformer-Transducer large, vocab {VOCAB}; batch {args.batch} x {args.seconds:g} s, {args.tokens} tokens, "
           f"{args.threads} threads; {args.steps} steps per row, each row in its own process", flush=True)
-    results = []
-    for row in rows:
-        cmd = [sys.executable, __file__, "--worker", row, "--batch", str(args.batch), "--seconds", str(args.seconds),
-               "--tokens", str(args.tokens), "--threads", str(args.threads), "--steps", str(args.steps)]
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if r.returncode != 0:
-            print(f"{row}: failed\n{r.stderr[-3000:]}", flush=True)
-            continue
-        result = json.loads(r.stdout.strip().splitlines()[-1])
-        print(f"{row}: {result}", flush=True)
-        results.append(result)
+    results = run_rows(__file__, rows, env, ["--batch", str(args.batch), "--seconds", str(args.seconds),
+                                             "--tokens", str(args.tokens), "--threads", str(args.threads),
+                                             "--steps", str(args.steps)])
     base = next((r for r in results if r["row"] == "baseline" and "skipped" not in r), None)
     print()
     print("| saver | peak RSS MB | before step MB | step peak - before MB | x baseline (step part) | step s | loss |")

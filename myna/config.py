@@ -70,6 +70,13 @@ DEFAULTS: dict[str, Any] = {
         "decoder": {},
         "joint": {},
         "aux_ctc": None,
+        # Self-supervised models (wav2vec 2.0): the model class, and the sections its builder checks.
+        "target": None,
+        "quantizer": None,
+        "masking": None,
+        "contrastive": None,
+        "final_dim": 256,
+        "dropout_features": 0.1,
         # The loss options and defaults of myna.losses.config (ctc_weight comes from aux_ctc).
         "loss": {k: v for k, v in asdict(TransducerLossConfig()).items() if k != "ctc_weight"},
         "decoding": {
@@ -96,6 +103,10 @@ DEFAULTS: dict[str, Any] = {
                 "min_lr": 1e-6,
                 "d_model": None,
                 "max_steps": None,
+                "power": 1.0,  # PolynomialDecayAnnealing
+                "phase_ratio": [0.1, 0.4, 0.5],  # TriStage: warm-up, hold, decay fractions
+                "init_lr_scale": 0.01,  # TriStage: start at this fraction of lr
+                "final_lr_scale": 0.05,  # TriStage: decay to this fraction of lr
             },
         },
     },
@@ -158,6 +169,9 @@ FREE_FORM_SECTIONS = (
     "model.decoder",
     "model.joint",
     "model.aux_ctc",
+    "model.quantizer",
+    "model.masking",
+    "model.contrastive",
     "model.decoding.beam",
     "init_from_nemo_model",
     "init_from_pretrained_model",

@@ -22,6 +22,7 @@ from torch import nn
 __all__ = [
     "MelSpectrogramFeaturizer",
     "SpecAugment",
+    "WaveformFeaturizer",
     "mel_filterbank",
 ]
 
@@ -501,3 +502,35 @@ def _spans_to_mask(starts: torch.Tensor, widths: torch.Tensor, size: int) -> tor
     positions = torch.arange(size, device=starts.device)[None, None, :]
     inside = (positions >= starts[:, :, None]) & (positions < (starts + widths)[:, :, None])
     return inside.any(dim=1)
+
+
+class WaveformFeaturizer(nn.Module):
+    """The front end of waveform models (wav2vec 2.0): the samples themselves, optionally normalised.
+
+    With ``normalize`` each utterance is scaled to zero mean and unit variance over its valid
+    samples, ``(x - mean) / sqrt(var + 1e-7)``, and padding is set to 0 afterwards: Hugging
+    Face's ``Wav2Vec2FeatureExtractor(do_normalize=True)``. Without it (fairseq / NVIDIA's Base
+    recipes) the samples pass unchanged.
+
+    :param sample_rate: the rate the model expects (16 kHz for every published wav2vec 2.0).
+    :param normalize: per-utterance zero-mean, unit-variance normalisation.
+    """
+
+    hop_length = 1  # one "frame" per sample: the encoder's conv stack does all the striding
+
+    def __init__(self, sample_rate: int = 16000, normalize: bool = False) -> None:
+        super().__init__()
+        self.sample_rate = int(sample_rate)
+        self.normalize = bool(normalize)
+
+    def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:param audio: (B, L) float waveform. :param lengths: (B,) int64 samples.
+        :return: (B, L, 1) float32 samples (a one-channel feature sequence), lengths (B,)."""
+        audio = audio.float()
+        valid = torch.arange(audio.shape[1], device=audio.device)[None, :] < lengths[:, None]
+        if self.normalize:
+            count = lengths.clamp(min=1).to(audio.dtype)[:, None]
+            mean = (audio * valid).sum(1, keepdim=True) / count
+            var = (((audio - mean) * valid) ** 2).sum(1, keepdim=True) / count
+            audio = (audio - mean) / torch.sqrt(var + 1e-7)
+        return (audio * valid).unsqueeze(-1), lengths

@@ -10,7 +10,8 @@ A test that takes one of the arguments below is run once per NeMo fixture model 
 as ``nemo/index.json`` and each model's ``<name>_model_config.yaml`` describe them:
 ``nemo_model`` (all), ``transducer_model`` (RNN-T and hybrid), ``hybrid_model``,
 ``ctc_model`` (CTC only), ``ctc_head_model`` (a CTC head: CTC and hybrid), ``conformer_model``
-and ``contextnet_model`` (by encoder).
+and ``contextnet_model`` (by encoder). ``dle_model`` and ``hf_w2v_model`` run once per model that
+``dle_hourglass/index.json`` / ``hf_wav2vec2/index.json`` list.
 """
 
 import json
@@ -57,11 +58,27 @@ _KIND_ARGUMENTS = ("nemo_model", "transducer_model", "hybrid_model", "ctc_model"
                    "conformer_model", "contextnet_model")
 
 
+# Tests taking one of these arguments run once per model listed in that set's index.json.
+_MODEL_LISTS = {"dle_model": "dle_hourglass", "hf_w2v_model": "hf_wav2vec2"}
+
+
+def _listed_models(set_name: str) -> list[str]:
+    try:
+        return sorted(json.loads((FIXTURES_DIR / set_name / "index.json").read_text())["models"])
+    except (OSError, ValueError, KeyError):
+        return []
+
+
 def pytest_generate_tests(metafunc):
     for argument in _KIND_ARGUMENTS:
         if argument in metafunc.fixturenames:
             names = sorted(n for n, kinds in NEMO_FIXTURE_KINDS.items() if argument in kinds)
             metafunc.parametrize(argument, names, scope="module")
+    for argument, set_name in _MODEL_LISTS.items():
+        if argument in metafunc.fixturenames:
+            names = _listed_models(set_name)
+            metafunc.parametrize(argument, names or [pytest.param(None, marks=pytest.mark.skip(
+                reason=f"no {set_name}/index.json under {FIXTURES_DIR}"))])
 
 
 @pytest.fixture(scope="session")
@@ -195,3 +212,22 @@ def nemo_restores(nemo_python, tmp_path_factory):
         return str(nemo["cls"])
 
     return check
+
+
+def _fixture_set(root: Path, name: str) -> Path:
+    folder = root / name
+    if not folder.is_dir():
+        pytest.skip(f"fixture set {name} not found under {root}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def hf_w2v_fixtures(fixtures_dir: Path) -> Path:
+    """Hugging Face wav2vec 2.0 folders and references (``hf_wav2vec2/``)."""
+    return _fixture_set(fixtures_dir, "hf_wav2vec2")
+
+
+@pytest.fixture(scope="session")
+def dle_fixtures(fixtures_dir: Path) -> Path:
+    """NVIDIA DLE wav2vec 2.0 / Hourglass state dicts and references (``dle_hourglass/``)."""
+    return _fixture_set(fixtures_dir, "dle_hourglass")

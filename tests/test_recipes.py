@@ -38,6 +38,20 @@ def test_recipe_builds_on_meta_device_with_published_size(name):
     assert n_params == pytest.approx(PUBLISHED_PARAMETERS[name], rel=0.05), f"{name}: {n_params / 1e6:.2f}M"
 
 
+# wav2vec 2.0 (Baevski et al. 2020, table 1: BASE 95M, LARGE 317M); the Hourglass keeps Base's
+# layers (naive resampling has no parameters), so its size is Base's.
+PUBLISHED_WAV2VEC2 = {"wav2vec2_base": 95e6, "wav2vec2_base_hourglass": 95e6, "wav2vec2_large": 317e6}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_WAV2VEC2))
+def test_wav2vec2_recipes_match_the_published_sizes_within_2_percent(name):
+    cfg = load_config(CONF / f"{name}.yaml")
+    with torch.device("meta"):
+        model = build_model(cfg.model, None)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params == pytest.approx(PUBLISHED_WAV2VEC2[name], rel=0.02), f"{name}: {n_params / 1e6:.2f}M"
+    assert model.encoder.encoder.num_layers == (24 if "large" in name else 12)
+
 def test_unknown_encoder_target_is_an_error_naming_it():
     cfg = load_config(CONF / "contextnet_rnnt_dummy.yaml", ["model.encoder._target_=my.FancyEncoder"])
     with pytest.raises(ValueError, match="my.FancyEncoder"):

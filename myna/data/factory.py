@@ -159,7 +159,8 @@ def manifest_loader(manifests: Any, tokenizer: Any, *, sample_rate: int, batch_s
         ValueError: no utterance left after the duration filters.
     """
     # Training and validation score against the transcript: a line without it is an error, not "".
-    entries = read_manifest(manifests, text_field=text_field, require_text=True)
+    # Without a tokenizer (self-supervised pre-training) nothing reads it: unlabelled audio is fine.
+    entries = read_manifest(manifests, text_field=text_field, require_text=tokenizer is not None)
     entries, report = filter_entries(entries, min_duration=min_duration, max_duration=max_duration,
                                      name=f"model.{name}")
     if not entries:

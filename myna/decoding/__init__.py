@@ -52,7 +52,8 @@ class DecodableModel(Protocol):
 
     ``decoding_strategies`` lists the model's strategies (a subset of :data:`STRATEGIES`); a
     model implements ``transducer_parts`` when it lists a Transducer strategy and
-    ``ctc_log_probs`` when it lists a CTC one. ``blank_id`` is the blank class (the last);
+    ``ctc_log_probs`` when it lists a CTC one. ``blank_id`` is the blank class (the last; a
+Hugging Face character vocabulary's ``<pad>``, id 0, in CTC models read from HF folders);
     ``tokenizer`` (``decode(ids)``, ``pieces``) fills ``text`` and maps LM words, or is None;
     ``max_symbols_per_step`` (Transducers) caps greedy labels per frame.
     """
@@ -69,7 +70,7 @@ class DecodableModel(Protocol):
         ...
 
     def ctc_log_probs(self, encoded: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) encoder output -> (B, T, V+1) float CTC log-probabilities, blank last."""
+        """(B, T, D) encoder output -> (B, T, C) float CTC log-probabilities (C classes, blank_id among them)."""
         ...
 
 

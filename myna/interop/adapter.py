@@ -37,19 +37,23 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from myna.features import MelSpectrogramFeaturizer, SpecAugment
+from myna.features import MelSpectrogramFeaturizer, SpecAugment, WaveformFeaturizer
 from myna.losses.config import AUX_CTC_LOSS_WEIGHT, TransducerLossConfig
 from myna.models.ctc import CTCModel
 from myna.models.transducer import TransducerModel
+from myna.models.wav2vec2 import ContrastiveConfig, MaskingConfig, Wav2Vec2PreTrainingModel
 from myna.nn.conformer import ConformerEncoder
 from myna.nn.contextnet import ContextNetBlockSpec, ContextNetEncoder
 from myna.nn.ctc_head import CTCHead
 from myna.nn.joint import RNNTJoint
 from myna.nn.prediction import RNNTPredictionNetwork
+from myna.nn.quantizer import GumbelVectorQuantizer
+from myna.nn.wav2vec2 import Wav2Vec2Encoder
 
 __all__ = [
     "Keys", "Component", "register", "component", "targets_of", "check", "build",
     "build_model", "model_kind", "MODEL_CLASSES", "NEMO_MODEL_TARGETS", "LOSS_KEYS", "AUX_CTC_KEYS",
+    "MASKING_KEYS", "CONTRASTIVE_KEYS", "PRETRAINING_KINDS",
 ]
 
 log = logging.getLogger("myna.interop")
@@ -80,7 +84,8 @@ class Component:
     """One supported ``_target_``: the section kind, its names, its build function and its keys.
 
     :param kind: where it may appear (``preprocessor``, ``spec_augment``, ``encoder``,
-        ``rnnt_decoder``, ``rnnt_joint``, ``ctc_decoder``; later ``loss``, ``augmentation`` ...).
+        ``rnnt_decoder``, ``rnnt_joint``, ``ctc_decoder``, ``quantizer``; later ``loss``,
+        ``augmentation`` ...).
     :param targets: NeMo's class path(s) first (the first is written on export), then myna's
         short name.
     :param build: a class or function; its keyword arguments are the section's keys, its
@@ -237,6 +242,13 @@ SPEC_AUGMENT = register(Component(
 ))
 
 
+WAVEFORM = register(Component(
+    kind="preprocessor",
+    targets=("myna.WaveformFeaturizer", "WaveformFeaturizer"),
+    build=WaveformFeaturizer,
+))
+
+
 # ---- encoders ----------------------------------------------------------------------------------
 register(Component(
     kind="encoder",
@@ -334,6 +346,13 @@ register(Component(
 ))
 
 
+register(Component(
+    kind="encoder",
+    targets=("myna.Wav2Vec2Encoder", "Wav2Vec2Encoder"),
+    build=Wav2Vec2Encoder,  # wav2vec 2.0 (fairseq / NVIDIA DLE / HF layouts; Hourglass by NVIDIA's string)
+))
+
+
 # ---- Transducer prediction network and joint ---------------------------------------------------
 def _same_size(where: str, given: Any, actual: int, source: str) -> None:
     if given not in (None, actual):
@@ -395,11 +414,15 @@ register(Component(
 # ---- CTC head ----------------------------------------------------------------------------------
 def conv_asr_decoder(feat_in: Optional[int] = None, num_classes: Optional[int] = None,
                      init_mode: Optional[str] = "xavier_uniform", *, num_tokens: int, encoder_dim: int,
-                     where: str = "model.decoder") -> CTCHead:
-    """NeMo's ``ConvASRDecoder`` section -> :class:`CTCHead` (``num_classes: -1`` means the tokenizer's)."""
+                     blank_id: Optional[int] = None, where: str = "model.decoder") -> CTCHead:
+    """NeMo's ``ConvASRDecoder`` section -> :class:`CTCHead` (``num_classes: -1`` means the tokenizer's).
+
+    ``blank_id``: the tokenizer's own blank (a character vocabulary's ``<pad>``, as in Hugging
+    Face's CTC models); None adds a blank class after the vocabulary, as NeMo does.
+    """
     _same_size(f"{where}.feat_in", feat_in, encoder_dim, "the encoder")
     _same_size(f"{where}.num_classes", None if num_classes == -1 else num_classes, num_tokens, "the tokenizer")
-    return CTCHead(feat_in=encoder_dim, num_classes=num_tokens, init_mode=init_mode)
+    return CTCHead(feat_in=encoder_dim, num_classes=num_tokens, init_mode=init_mode, blank_id=blank_id)
 
 
 CTC_DECODER = register(Component(
@@ -487,9 +510,53 @@ def _ctc_model(cfg: Mapping[str, Any], tokenizer) -> CTCModel:
     preprocessor, spec_augment = _front_end(cfg)
     encoder = _encoder(cfg)
     head = build(cfg.get("decoder"), "model.decoder", "ctc_decoder", num_tokens=tokenizer.vocab_size,
-                 encoder_dim=encoder.output_dim)
+                 encoder_dim=encoder.output_dim, blank_id=getattr(tokenizer, "blank_id", None))
     return CTCModel(preprocessor, encoder, head, spec_augment=spec_augment, tokenizer=tokenizer)
 
+
+# ---- self-supervised pre-training (wav2vec 2.0) ---------------------------------------------------
+register(Component(
+    kind="quantizer",
+    targets=("myna.GumbelVectorQuantizer", "GumbelVectorQuantizer"),
+    build=GumbelVectorQuantizer,
+    # ``dim`` is the encoder's conv width, supplied by the model builder
+    used=("num_vars", "groups", "vq_dim", "temp", "combine_groups", "time_first", "weight_proj_depth",
+          "weight_proj_factor", "perplexity_eps"),
+))
+
+MASKING_KEYS = Keys(used=tuple(f.name for f in fields(MaskingConfig)))
+CONTRASTIVE_KEYS = Keys(used=tuple(f.name for f in fields(ContrastiveConfig)))
+
+
+def _pretraining_model(cfg: Mapping[str, Any]) -> Wav2Vec2PreTrainingModel:
+    """``model:`` of a wav2vec 2.0 pre-training recipe: ``preprocessor`` (WaveformFeaturizer),
+    ``encoder`` (Wav2Vec2Encoder), ``quantizer`` (null for an encoder-only model), ``masking``
+    (:class:`MaskingConfig` keys), ``contrastive`` (:class:`ContrastiveConfig` keys),
+    ``final_dim`` and ``dropout_features``."""
+    misplaced = sorted(k for k in ("decoder", "joint", "aux_ctc", "spec_augment") if cfg.get(k))
+    if misplaced:
+        raise ValueError(f"model.{misplaced[0]}: a wav2vec 2.0 pre-training model has no {misplaced[0]} "
+                         "(fine-tune the pre-trained encoder into a CTC or Transducer recipe instead)")
+    preprocessor = build(cfg.get("preprocessor") or {}, "model.preprocessor", "preprocessor",
+                         default_target=WAVEFORM.nemo_target)
+    encoder = _encoder(cfg)
+    if not isinstance(encoder, Wav2Vec2Encoder):
+        raise ValueError(f"model.encoder._target_={cfg['encoder'].get('_target_')!r}: wav2vec 2.0 pre-training "
+                         "needs a Wav2Vec2Encoder")
+    quantizer = None
+    if cfg.get("quantizer"):
+        quantizer = build(cfg["quantizer"], "model.quantizer", "quantizer", default_target="myna.GumbelVectorQuantizer",
+                          dim=encoder.feature_extractor.output_dim)
+    masking = MaskingConfig(**check(cfg.get("masking") or {}, MASKING_KEYS, "model.masking", "wav2vec 2.0 masking"))
+    contrastive = ContrastiveConfig(**check(cfg.get("contrastive") or {}, CONTRASTIVE_KEYS, "model.contrastive",
+                                            "the wav2vec 2.0 loss"))
+    return Wav2Vec2PreTrainingModel(preprocessor, encoder, quantizer, final_dim=int(cfg.get("final_dim", 256)),
+                                    masking=masking, contrastive=contrastive,
+                                    dropout_features=float(cfg.get("dropout_features", 0.1)))
+
+
+# Model kinds trained without labels (``myna pretrain``); they have no tokenizer.
+PRETRAINING_KINDS = ("wav2vec2_pretraining",)
 
 # Model classes (the ``target`` key of a .nemo config) -> the kind of model they build;
 # "transducer" is myna's old name for RNN-T or hybrid (decided by the presence of aux_ctc).
@@ -502,6 +569,7 @@ MODEL_CLASSES: dict[str, str] = {
     _ASR_MODELS + "EncDecCTCModelBPE": "ctc",
     "myna.TransducerModel": "transducer",  # archives written by myna 0.1
     "myna.CTCModel": "ctc",
+    "myna.Wav2Vec2PreTrainingModel": "wav2vec2_pretraining",
 }
 
 
@@ -513,6 +581,8 @@ def model_kind(cfg: Mapping[str, Any]) -> str:
     supported class of the same kind.
     """
     cfg = plain(cfg)
+    if MODEL_CLASSES.get(cfg.get("target")) in PRETRAINING_KINDS:
+        return MODEL_CLASSES[cfg["target"]]
     if cfg.get("joint"):
         kind = "hybrid" if cfg.get("aux_ctc") else "rnnt"
     elif (cfg.get("decoder") or {}).get("_target_") in targets_of("ctc_decoder"):
@@ -531,12 +601,15 @@ def model_kind(cfg: Mapping[str, Any]) -> str:
     return kind
 
 
-def build_model(model_cfg: Mapping[str, Any], tokenizer) -> TransducerModel | CTCModel:
-    """A model from a NeMo-shaped ``model:`` config and a tokenizer, section by section.
+def build_model(model_cfg: Mapping[str, Any], tokenizer) -> TransducerModel | CTCModel | Wav2Vec2PreTrainingModel:
+    """A model from a NeMo-shaped ``model:`` config and a tokenizer, section by section
+    (``tokenizer`` None for a pre-training model, ``target: myna.Wav2Vec2PreTrainingModel``).
 
     Sections that describe data or the run (``train_ds``, ``optim``, ``tokenizer`` ...) are not
     read here.
     """
     cfg = plain(model_cfg)
     kind = model_kind(cfg)
+    if kind == "wav2vec2_pretraining":
+        return _pretraining_model(cfg)
     return _ctc_model(cfg, tokenizer) if kind == "ctc" else _transducer_model(cfg, tokenizer)

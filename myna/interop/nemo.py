@@ -22,6 +22,12 @@ nothing lost:
   loss' ``simple_am_proj`` / ``simple_lm_proj``). NeMo does not read these two members;
   :func:`load_nemo` prefers them.
 
+Models NeMo has no class for (a wav2vec 2.0 encoder, a character vocabulary, a pre-training
+model) are written as a myna archive of the same layout: ``model_config.yaml`` is myna's own
+config (``target: myna.CTCModel`` / ``myna.TransducerModel`` / ``myna.Wav2Vec2PreTrainingModel``),
+the tokenizer is its files as members (``vocab.json`` + ``tokenizer_config.json`` for
+characters), and no ``myna_*`` members are needed. NeMo does not restore these.
+
 >>> model = load_nemo("fixture.nemo")            # NeMo's or myna's archive -> model, eval mode
 >>> save_nemo(model, "out.nemo")                  # NeMo: ASRModel.restore_from("out.nemo")
 """
@@ -43,13 +49,13 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from myna.archive import UnsafeArchiveError, safe_member_name, safe_target
-from myna.interop.adapter import NEMO_MODEL_TARGETS, MODEL_CLASSES, build_model, component, model_kind
+from myna.interop.adapter import NEMO_MODEL_TARGETS, MODEL_CLASSES, PRETRAINING_KINDS, build_model, component, model_kind
 from myna.interop.tensor_files import load_tensor_file
 from myna.text import load_tokenizer
 
 __all__ = [
     "NemoArchive", "NemoFormatError", "read_nemo", "write_nemo", "load_nemo", "save_nemo", "nemo_config",
-    "read_weights", "find_model_file", "tokenizer_files", "export_nemo_file",
+    "read_weights", "find_model_file", "tokenizer_files", "export_nemo_file", "nemo_restorable",
 ]
 
 CONFIG_MEMBER = "model_config.yaml"
@@ -303,14 +309,7 @@ def load_nemo(path: str | Path, map_location: str | torch.device = "cpu"):
     target = cfg.get("target")
     if target is not None and target not in MODEL_CLASSES:
         raise ValueError(f"{path}: model class {target!r} is not supported; supported: {sorted(MODEL_CLASSES)}")
-    files = tokenizer_files(archive, path)
-    with tempfile.TemporaryDirectory(prefix="myna-tokenizer-") as tmp:
-        (Path(tmp) / "tokenizer.model").write_bytes(files["tokenizer.model"])
-        try:
-            tokenizer = load_tokenizer(Path(tmp) / "tokenizer.model")  # SentencePiece keeps the model in memory
-        except (RuntimeError, OSError, ValueError) as err:
-            raise NemoFormatError(f"{path}: the tokenizer member is not a SentencePiece model "
-                                  f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+    tokenizer = None if MODEL_CLASSES.get(target) in PRETRAINING_KINDS else _archive_tokenizer(archive, cfg, path)
     model_cfg = {k: v for k, v in cfg.items() if k not in RUN_ONLY_SECTIONS}
     try:
         model = build_model(model_cfg, tokenizer)
@@ -321,6 +320,30 @@ def load_nemo(path: str | Path, map_location: str | torch.device = "cpu"):
     model.eval()
     model.config = cfg
     return model
+
+
+def _archive_tokenizer(archive: NemoArchive, cfg: Mapping, path: Path):
+    """The tokenizer an archive carries: SentencePiece (NeMo's members) or characters (``vocab.json``)."""
+    tok_cfg = cfg.get("tokenizer") or {}
+    with tempfile.TemporaryDirectory(prefix="myna-tokenizer-") as tmp:
+        if tok_cfg.get("type") == "char":
+            from myna.text.characters import CharacterTokenizer
+
+            for key in ("vocab_path", "config_path"):
+                ref = str(tok_cfg.get(key) or "")
+                if ref.startswith("nemo:") and ref[len("nemo:"):] in archive.artifacts:
+                    (Path(tmp) / ref[len("nemo:"):]).write_bytes(archive.artifacts[ref[len("nemo:"):]])
+            try:
+                return CharacterTokenizer.from_folder(tmp)
+            except ValueError as err:
+                raise ValueError(f"{path}: the character tokenizer is missing or unreadable ({err})") from None
+        files = tokenizer_files(archive, path)
+        (Path(tmp) / "tokenizer.model").write_bytes(files["tokenizer.model"])
+        try:
+            return load_tokenizer(Path(tmp) / "tokenizer.model")  # SentencePiece keeps the model in memory
+        except (RuntimeError, OSError, ValueError) as err:
+            raise NemoFormatError(f"{path}: the tokenizer member is not a SentencePiece model "
+                                  f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
 
 
 def _load_state(model, state_dict: Mapping, path: Path) -> None:
@@ -388,9 +411,11 @@ def save_nemo(model, path: str | Path, config: DictConfig | Mapping | None = Non
     if config is None:
         raise ValueError("save_nemo: the model has no .config; pass config= (the model: section it was built from)")
     tokenizer = getattr(model, "tokenizer", None)
+    source = _model_section(config)
+    if not nemo_restorable(source, tokenizer):
+        return _save_myna_archive(model, path, source, tokenizer)
     if tokenizer is None:
         raise ValueError("save_nemo: the model has no tokenizer; NeMo's BPE models need one")
-    source = _model_section(config)
     nemo_cfg = nemo_config(model, source)
     myna_cfg = {k: v for k, v in source.items() if k not in RUN_ONLY_SECTIONS}
     myna_cfg["target"] = nemo_cfg["target"]
@@ -404,6 +429,47 @@ def save_nemo(model, path: str | Path, config: DictConfig | Mapping | None = Non
         if myna_state:
             artifacts[MYNA_WEIGHTS_MEMBER] = _weights_bytes(myna_state)
         return write_nemo(path, nemo_cfg, nemo_state, artifacts)
+
+
+_MYNA_MODEL_TARGETS = {"ctc": "myna.CTCModel", "rnnt": "myna.TransducerModel", "hybrid": "myna.TransducerModel",
+                       "wav2vec2_pretraining": "myna.Wav2Vec2PreTrainingModel"}
+
+
+def nemo_restorable(config: Mapping[str, Any], tokenizer) -> bool:
+    """Whether NeMo has a class for every part of a model: its sections' targets are NeMo's and
+    its tokenizer is SentencePiece (a wav2vec 2.0 encoder, a character vocabulary or a
+    pre-training model make it myna-only)."""
+    if model_kind(config) in PRETRAINING_KINDS or hasattr(tokenizer, "word_delimiter_token"):
+        return False
+    for name in ("preprocessor", "encoder", "spec_augment"):
+        section = config.get(name)
+        if isinstance(section, Mapping) and section.get("_target_"):
+            entry = component(section["_target_"])
+            if entry is None or not entry.nemo_target.startswith("nemo."):
+                return False
+    return True
+
+
+def _save_myna_archive(model, path: str | Path, source: Mapping[str, Any], tokenizer) -> Path:
+    """A model NeMo has no class for, as a myna archive (see the module docstring)."""
+    cfg = {k: copy.deepcopy(v) for k, v in source.items() if k not in RUN_ONLY_SECTIONS}
+    cfg["target"] = _MYNA_MODEL_TARGETS[model_kind(source)]
+    with tempfile.TemporaryDirectory(prefix="myna-export-") as tmp:
+        artifacts: dict[str, Any] = {}
+        if tokenizer is None:
+            cfg.pop("tokenizer", None)
+        elif getattr(tokenizer, "_sp", None) is not None:
+            artifacts.update(_tokenizer_artifacts(tokenizer, Path(tmp)))
+            cfg["tokenizer"] = {"dir": None, "type": "bpe", "model_path": "nemo:tokenizer.model",
+                                "vocab_path": "nemo:vocab.txt", "spe_tokenizer_vocab": "nemo:tokenizer.vocab"}
+        elif hasattr(tokenizer, "word_delimiter_token"):  # a character vocabulary
+            vocab, options = tokenizer.save(Path(tmp))
+            artifacts.update({vocab.name: vocab, options.name: options})
+            cfg["tokenizer"] = {"dir": None, "type": "char", "vocab_path": f"nemo:{vocab.name}",
+                                "config_path": f"nemo:{options.name}"}
+        else:
+            raise ValueError(f"save_nemo: cannot store a {type(tokenizer).__name__} in an archive")
+        return write_nemo(path, cfg, model.state_dict(), artifacts)
 
 
 def _nemo_section(section: Any, where: str) -> Any:

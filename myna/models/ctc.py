@@ -19,7 +19,8 @@ class CTCModel(SpeechModel):
     Args:
         preprocessor: ``(B, L), (B,) -> (B, T, F), (B,)``.
         encoder: ``(B, T, F), (B,) -> (B, T', D), (B,)``.
-        decoder: CTC head ``(B, T', D) -> (B, T', V+1)`` log-probs, blank last.
+        decoder: CTC head ``(B, T', D) -> (B, T', V+1)`` log-probs (blank: ``decoder.blank_idx``,
+            the last class unless the head says otherwise).
         spec_augment: optional training-time masking.
         tokenizer: object with ``decode(ids) -> str``.
     """
@@ -28,7 +29,7 @@ class CTCModel(SpeechModel):
                  spec_augment: nn.Module | None = None, tokenizer=None):
         super().__init__(preprocessor, encoder, spec_augment, tokenizer)
         self.decoder = decoder
-        self.blank_id = decoder.num_classes_with_blank - 1
+        self.blank_id = decoder.blank_idx
 
     def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor, tokens: torch.Tensor,
                 token_lengths: torch.Tensor, **unused) -> dict[str, torch.Tensor]:
@@ -51,7 +52,7 @@ class CTCModel(SpeechModel):
         return CTC_STRATEGIES
 
     def ctc_log_probs(self, encoded: torch.Tensor) -> torch.Tensor:
-        """(B, T', D) encoder output -> (B, T', V+1) CTC log-probs, blank last."""
+        """(B, T', D) encoder output -> (B, T', C) CTC log-probs (blank: :attr:`blank_id`)."""
         return self.decoder(encoded)
 
     def decode(self, encoded: torch.Tensor, encoded_lengths: torch.Tensor) -> list[Hypothesis]:

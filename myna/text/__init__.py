@@ -1,5 +1,6 @@
-"""myna.text: tokenizers (SentencePiece, NeMo-compatible files)."""
+"""myna.text: tokenizers (SentencePiece, NeMo-compatible files; HF character vocabularies)."""
 
+from myna.text.characters import CharacterTokenizer
 from myna.text.tokenizer import (
     SentencePieceTokenizer,
     load_tokenizer,
@@ -7,4 +8,4 @@ from myna.text.tokenizer import (
     write_vocab_txt,
 )
 
-__all__ = ["SentencePieceTokenizer", "load_tokenizer", "train_sentencepiece", "write_vocab_txt"]
+__all__ = ["CharacterTokenizer", "SentencePieceTokenizer", "load_tokenizer", "train_sentencepiece", "write_vocab_txt"]

@@ -106,14 +106,19 @@ class SentencePieceTokenizer:
         return f"SentencePieceTokenizer({str(self.model_path)!r}, vocab_size={self.vocab_size})"
 
 
-def load_tokenizer(path: str | os.PathLike) -> SentencePieceTokenizer:
+def load_tokenizer(path: str | os.PathLike):
     """Load a tokenizer from a folder holding ``tokenizer.model`` (a NeMo tokenizer folder as it
-    is) or from a ``.model`` file."""
+    is), from a ``.model`` file, or from a folder holding a Hugging Face character ``vocab.json``
+    (a :class:`~myna.text.characters.CharacterTokenizer`)."""
     path = Path(path)
     if path.is_dir():
         model = path / "tokenizer.model"
         if not model.is_file():
-            raise ValueError(f"tokenizer folder {path} has no tokenizer.model")
+            if (path / "vocab.json").is_file():
+                from myna.text.characters import CharacterTokenizer
+
+                return CharacterTokenizer.from_folder(path)
+            raise ValueError(f"tokenizer folder {path} has no tokenizer.model (nor a character vocab.json)")
         return SentencePieceTokenizer(model)
     if path.is_file():
         return SentencePieceTokenizer(path)

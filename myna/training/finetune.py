@@ -15,9 +15,9 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from myna.interop.nemo import read_weights
+from myna.interop.nemo import find_model_file, read_weights
 
-__all__ = ["InitReport", "init_from_checkpoint", "filter_state_dict", "change_vocabulary"]
+__all__ = ["InitReport", "init_from_checkpoint", "read_any_weights", "filter_state_dict", "change_vocabulary"]
 
 log = logging.getLogger("myna.finetune")
 
@@ -63,15 +63,31 @@ def filter_state_dict(state_dict: Mapping[str, torch.Tensor], include: Sequence[
     return kept, dropped
 
 
+def read_any_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict under myna's names from a ``.nemo``, a Lightning ``.ckpt``, a myna run folder,
+    a Hugging Face wav2vec 2.0 folder or a fairseq / NVIDIA DLE wav2vec 2.0 checkpoint (``.pt``)."""
+    from myna.interop.fairseq import is_fairseq_checkpoint, read_fairseq_weights
+    from myna.interop.hf import is_hf_folder, read_hf_weights
+
+    if Path(path).is_dir():
+        if is_hf_folder(path):
+            return read_hf_weights(path)
+        path = find_model_file(path)  # a myna train / pretrain run folder: its final model
+    if is_fairseq_checkpoint(path):
+        return read_fairseq_weights(path)
+    return read_weights(path)
+
+
 def init_from_checkpoint(model: nn.Module, path: str | Path, include: Sequence[str] | None = None,
                          exclude: Sequence[str] | None = None) -> InitReport:
-    """Copy matching tensors from a .nemo (NeMo's or myna's) or a .ckpt into ``model``.
+    """Copy matching tensors from a .nemo (NeMo's or myna's), a .ckpt, an HF wav2vec 2.0 folder or a
+    fairseq / DLE ``.pt`` into ``model`` (``include=["encoder"]`` takes a pre-trained encoder).
 
     Tensors whose shapes differ are not loaded and are named in the report, never skipped
     silently; the report is also logged.
     """
     path = Path(path)
-    theirs, excluded = filter_state_dict(read_weights(path), include, exclude)
+    theirs, excluded = filter_state_dict(read_any_weights(path), include, exclude)
     ours = model.state_dict()
     report = InitReport(source=str(path), excluded=sorted(excluded))
     to_load = {}

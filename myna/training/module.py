@@ -12,7 +12,7 @@ from myna.metrics import error_rates
 from myna.training.guards import TrainingGuard
 from myna.training.schedules import build_scheduler
 
-__all__ = ["ASRTask", "build_optimizer"]
+__all__ = ["ASRTask", "build_optimizer", "optimizer_and_schedule"]
 
 log = logging.getLogger("myna.train")
 
@@ -145,11 +145,7 @@ class ASRTask(L.LightningModule):
         self._val_refs, self._val_hyps, self._val_losses = [], [], []
 
     def configure_optimizers(self):
-        optimizer = build_optimizer([p for p in self.parameters() if p.requires_grad], self.optim_cfg)
-        scheduler = build_scheduler(optimizer, self.optim_cfg.get("sched"), self.max_steps or self._planned_steps())
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizer_and_schedule(self.model, self.optim_cfg, self.max_steps or self._planned_steps())
 
     def configure_gradient_clipping(self, optimizer: Any, gradient_clip_val: float | None = None,
                                     gradient_clip_algorithm: str | None = None) -> None:
@@ -191,3 +187,13 @@ def _gather_transcripts(ids: list, refs: list[str], hyps: list[str]) -> tuple[li
         out_refs.append(ref)
         out_hyps.append(hyp)
     return out_refs, out_hyps
+
+
+def optimizer_and_schedule(model: torch.nn.Module, optim: Mapping[str, Any], max_steps: int):
+    """Lightning's ``configure_optimizers`` answer: the optimizer over the trainable parameters
+    and its per-step schedule (``optim.sched``), or the optimizer alone without one."""
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], optim)
+    scheduler = build_scheduler(optimizer, optim.get("sched"), max_steps)
+    if scheduler is None:
+        return optimizer
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

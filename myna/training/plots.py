@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["read_metrics", "plot_learning_curve"]
+__all__ = ["read_metrics", "plot_learning_curve", "plot_pretraining_curve"]
 
 
 def read_metrics(metrics_csvs: str | Path | Sequence[str | Path]) -> dict[str, list[tuple[int, float]]]:
@@ -54,6 +54,67 @@ def plot_learning_curve(metrics_csv: str | Path | Sequence[str | Path], png_path
     handles = ax_loss.get_legend_handles_labels()[0] + ax_wer.get_legend_handles_labels()[0]
     ax_loss.legend(handles, [h.get_label() for h in handles], loc="upper right")
     ax_loss.set_title("learning curve")
+    fig.tight_layout()
+    png_path = Path(png_path)
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return png_path
+
+
+def plot_pretraining_curve(metrics_csv: str | Path | Sequence[str | Path], png_path: str | Path,
+                           num_codevectors: int | None = None) -> Path:
+    """Four panels of a self-supervised run against the step: the losses (train and validation),
+    contrastive accuracy, codebook perplexity (a dashed line at a quarter of G*V: collapse
+    below it), and the Gumbel temperature with the masked-frame count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = read_metrics(metrics_csv)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+
+    def draw(ax, key, label, style="-", **kw):
+        if key in series:
+            steps, values = zip(*series[key])
+            ax.plot(steps, values, style, label=label, **kw)
+            return True
+        return False
+
+    ax = axes[0, 0]
+    draw(ax, "train_loss", "train loss", alpha=0.8)
+    draw(ax, "train_contrastive_loss", "train contrastive", alpha=0.6)
+    draw(ax, "val_loss", "validation loss", "o-")
+    ax.set_ylabel("loss per masked frame")
+    ax.set_title("losses")
+    ax = axes[0, 1]
+    draw(ax, "train_accuracy", "train", alpha=0.8)
+    draw(ax, "val_accuracy", "validation", "o-")
+    ax.set_ylabel("fraction of masked frames")
+    ax.set_title("contrastive accuracy (positive ranked first)")
+    ax = axes[1, 0]
+    draw(ax, "train_prob_perplexity", "softmax (train)", alpha=0.8)
+    draw(ax, "train_code_perplexity", "argmax codes (train)", alpha=0.6)
+    draw(ax, "val_code_perplexity", "argmax codes (validation)", "o-")
+    if num_codevectors:
+        ax.axhline(num_codevectors / 4, color="gray", linestyle="--", label=f"G*V/4 = {num_codevectors / 4:g}")
+        ax.axhline(num_codevectors, color="gray", linestyle=":", label=f"G*V = {num_codevectors}")
+    ax.set_ylabel("perplexity (summed over groups)")
+    ax.set_title("codebook use")
+    ax = axes[1, 1]
+    draw(ax, "train_temperature", "Gumbel temperature", color="tab:purple")
+    ax.set_ylabel("temperature")
+    ax.set_title("temperature and masked frames")
+    twin = ax.twinx()
+    if draw(twin, "train_num_masked", "masked frames / batch", color="tab:green", alpha=0.5):
+        twin.set_ylabel("masked frames per batch")
+        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        ax.legend(handles, [h.get_label() for h in handles], loc="upper right", fontsize=8)
+    for panel in (axes[0, 0], axes[0, 1], axes[1, 0]):
+        panel.set_xlabel("step")
+        if panel.get_legend_handles_labels()[0]:
+            panel.legend(fontsize=8)
+    axes[1, 1].set_xlabel("step")
     fig.tight_layout()
     png_path = Path(png_path)
     fig.savefig(png_path, dpi=100)

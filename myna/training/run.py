@@ -1,4 +1,6 @@
-"""``myna train``: from a resolved config to a trained model file, logs and a learning curve.
+"""``myna train`` / ``myna pretrain``: from a resolved config to a trained model file, logs and a
+learning curve. A pre-training recipe (``model.target: myna.Wav2Vec2PreTrainingModel``) runs
+through the same trainer with :mod:`myna.training.pretraining`'s task, checks and curve.
 
 The run folder (``exp_manager.exp_dir``) holds:
 
@@ -24,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from myna.config import save_config
 from myna.data.manifest import manifest_paths, read_manifest
-from myna.interop.adapter import build_model
+from myna.interop.adapter import PRETRAINING_KINDS, build_model, model_kind
 from myna.interop.nemo import read_nemo, save_nemo, tokenizer_files
 from myna.interop.tensor_files import check_tensor_file
 from myna.text import load_tokenizer, train_sentencepiece
@@ -35,7 +37,8 @@ from myna.training.finetune import init_from_checkpoint
 from myna.training.guards import TrainingGuard, pop_guard_options
 from myna.training.loader_position import LoaderPosition
 from myna.training.module import ASRTask
-from myna.training.plots import plot_learning_curve
+from myna.training.plots import plot_learning_curve, plot_pretraining_curve
+from myna.training.pretraining import pretraining_task
 from myna.training.state import StepSeeds
 
 __all__ = ["train"]
@@ -119,6 +122,17 @@ def _prepare_tokenizer(cfg: DictConfig, exp_dir: Path):
     if tok_cfg.dir:
         return load_tokenizer(tok_cfg.dir)
     out_dir = exp_dir / "tokenizer"
+    if tok_cfg.type == "char":  # Hugging Face's character vocabulary of the training text (<pad> = CTC blank)
+        from myna.text.characters import CharacterTokenizer
+
+        if not (out_dir / "vocab.json").is_file():
+            texts = [e.text for path in _manifests(cfg.model.train_ds.manifest_filepath)
+                     for e in read_manifest(path, text_field=cfg.model.train_ds.text_field)]
+            if not texts:
+                raise ValueError("model.tokenizer.dir is null and there is no training text to build characters from")
+            CharacterTokenizer.from_texts(texts).save(out_dir)
+        cfg.model.tokenizer.dir = str(out_dir)
+        return CharacterTokenizer.from_folder(out_dir)
     if (out_dir / "tokenizer.model").is_file():
         log.info("reusing the tokenizer trained earlier in %s", out_dir)
         tokenizer = load_tokenizer(out_dir)
@@ -228,11 +242,12 @@ def train(cfg: DictConfig) -> Path:
     L.seed_everything(cfg.seed, workers=True)
     devices = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else 1
     rank = launch_rank(devices_per_node=devices)
-    if not rank.is_zero and not cfg.model.tokenizer.dir:
+    pretraining = model_kind(cfg.model) in PRETRAINING_KINDS
+    if not rank.is_zero and not pretraining and not cfg.model.tokenizer.dir:
         wait_for_file(exp_dir / "tokenizer" / "tokenizer.model", timeout_s=float(cfg.distributed.timeout_s),
                       what="the tokenizer")
     _adopt_pretrained_architecture(cfg, exp_dir)
-    tokenizer = _prepare_tokenizer(cfg, exp_dir)
+    tokenizer = None if pretraining else _prepare_tokenizer(cfg, exp_dir)
     if rank.is_zero:
         save_config(cfg, exp_dir / "config.yaml")
 
@@ -253,10 +268,13 @@ def train(cfg: DictConfig) -> Path:
     guard = TrainingGuard(**pop_guard_options(trainer_kwargs))
     max_steps = trainer_kwargs["max_steps"]
     # Without max_steps the schedule's length comes from the trainer once the loaders exist.
-    task = ASRTask(model, OmegaConf.to_container(cfg.model.optim, resolve=True),
-                   max_steps=max_steps if max_steps is not None and max_steps > 0 else None,
-                   compute_eval_loss=bool(cfg.model.compute_eval_loss))
-    task.guard = guard
+    max_steps = max_steps if max_steps is not None and max_steps > 0 else None
+    optim = OmegaConf.to_container(cfg.model.optim, resolve=True)
+    if pretraining:
+        task = pretraining_task(model, optim, max_steps, cfg.model)
+    else:
+        task = ASRTask(model, optim, max_steps=max_steps, compute_eval_loss=bool(cfg.model.compute_eval_loss))
+        task.guard = guard
 
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -298,9 +316,10 @@ def train(cfg: DictConfig) -> Path:
     log.info("final model written to %s", model_path)
     metrics = sorted((exp_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
     if em.plot_learning_curve and metrics:
-        png = plot_learning_curve(metrics, exp_dir / "learning_curve.png")
+        png = (plot_pretraining_curve(metrics, exp_dir / "learning_curve.png", task.num_codevectors) if pretraining
+               else plot_learning_curve(metrics, exp_dir / "learning_curve.png"))
         log.info("learning curve: %s", png)
     test_manifests = _manifests(cfg.model.test_ds.manifest_filepath)
-    if test_manifests:
+    if test_manifests and not pretraining:
         _final_evaluation(model.eval(), cfg, test_manifests)
     return model_path

@@ -58,7 +58,44 @@ def constant(base_lr: float, min_lr: float, warmup: int) -> Callable[[int], floa
     return lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
 
 
-SCHEDULES = ("CosineAnnealing", "NoamAnnealing", "Constant", "none")
+def polynomial_decay(base_lr: float, min_lr: float, warmup: int, max_steps: int, power: float) -> Callable[[int], float]:
+    """Linear warm-up, then ``(base_lr - min_lr) * (1 - progress)^power + min_lr`` (NeMo's
+    ``PolynomialDecayAnnealing``; fairseq's ``polynomial_decay`` with power 1 is wav2vec 2.0's
+    pre-training schedule)."""
+    decay_steps = max(1, max_steps - warmup)
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / decay_steps)
+        return ((base_lr - min_lr) * (1.0 - progress) ** power + min_lr) / base_lr
+
+    return factor
+
+
+def tri_stage(max_steps: int, phase_ratio, init_lr_scale: float, final_lr_scale: float) -> Callable[[int], float]:
+    """fairseq's ``tri_stage`` (wav2vec 2.0 fine-tuning; DLE's ``exp`` policy): linear from
+    ``init_lr_scale * lr`` to ``lr`` over the first ``phase_ratio[0]`` of the steps, hold for
+    ``phase_ratio[1]``, then decay exponentially to ``final_lr_scale * lr`` over ``phase_ratio[2]``
+    (held there afterwards). The paper's Base-100h run: ratios (0.1, 0.4, 0.5), scales 0.01 and 0.05."""
+    ratios = [float(r) for r in phase_ratio]
+    if len(ratios) != 3 or abs(sum(ratios) - 1.0) > 1e-6 or min(ratios) < 0:
+        raise ValueError(f"optim.sched.phase_ratio={list(phase_ratio)} must be three non-negative fractions summing to 1")
+    warmup, hold = int(ratios[0] * max_steps), int(ratios[1] * max_steps)
+    decay = max(1, max_steps - warmup - hold)
+    decay_rate = -math.log(final_lr_scale) / decay
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return init_lr_scale + (1.0 - init_lr_scale) * step / warmup
+        if step < warmup + hold:
+            return 1.0
+        return max(final_lr_scale, math.exp(-decay_rate * (step - warmup - hold)))
+
+    return factor
+
+
+SCHEDULES = ("CosineAnnealing", "NoamAnnealing", "PolynomialDecayAnnealing", "TriStage", "Constant", "none")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, sched: Mapping | None, max_steps: int):
@@ -76,6 +113,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, sched: Mapping | None, max
         fn = cosine_annealing(base_lr, min_lr, warmup, total)
     elif name == "NoamAnnealing":
         fn = noam_annealing(base_lr, min_lr, warmup, sched.get("d_model"))
+    elif name == "PolynomialDecayAnnealing":
+        if total <= 0:
+            raise ValueError(f"{name} needs trainer.max_steps > 0 or optim.sched.max_steps")
+        fn = polynomial_decay(base_lr, min_lr, warmup, total, float(sched.get("power", 1.0)))
+    elif name == "TriStage":
+        if total <= 0:
+            raise ValueError("TriStage needs trainer.max_steps > 0 or optim.sched.max_steps")
+        fn = tri_stage(total, sched.get("phase_ratio") or (0.1, 0.4, 0.5), float(sched.get("init_lr_scale", 0.01)),
+                       float(sched.get("final_lr_scale", 0.05)))
     elif name == "Constant":
         fn = constant(base_lr, min_lr, warmup)
     else:

@@ -36,3 +36,22 @@ def test_warmup_ratio_and_unknown_name():
     assert lrs[9] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="Polynomial"):
         _lrs({"name": "Polynomial"}, 1)
+
+
+def test_polynomial_decay_warms_up_then_falls_linearly_to_min_lr():
+    lrs = _lrs({"name": "PolynomialDecayAnnealing", "warmup_steps": 10, "min_lr": 0.0, "power": 1.0}, 101)
+    assert lrs[9] == pytest.approx(1.0)
+    assert lrs[55] == pytest.approx(0.5)
+    assert lrs[100] == pytest.approx(0.0)
+
+
+def test_tri_stage_ramps_holds_and_decays_exponentially():
+    sched = {"name": "TriStage", "phase_ratio": [0.1, 0.4, 0.5], "init_lr_scale": 0.01, "final_lr_scale": 0.05}
+    lrs = _lrs(sched, 101)
+    assert lrs[0] == pytest.approx(0.01)
+    assert lrs[5] == pytest.approx(0.01 + 0.99 * 0.5)
+    assert all(lr == pytest.approx(1.0) for lr in lrs[10:50])
+    assert lrs[75] == pytest.approx(0.05 ** 0.5, rel=1e-6)  # halfway through the decay, geometrically
+    assert lrs[100] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="phase_ratio"):
+        _lrs({**sched, "phase_ratio": [0.5, 0.5, 0.5]}, 2)
