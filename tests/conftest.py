@@ -59,7 +59,7 @@ _KIND_ARGUMENTS = ("nemo_model", "transducer_model", "hybrid_model", "ctc_model"
 
 
 # Tests taking one of these arguments run once per model listed in that set's index.json.
-_MODEL_LISTS = {"dle_model": "dle_hourglass", "hf_w2v_model": "hf_wav2vec2"}
+_MODEL_LISTS = {"dle_model": "dle_hourglass", "hf_w2v_model": "hf_wav2vec2", "nemo_ssl_model": "nemo_ssl"}
 
 
 def _listed_models(set_name: str) -> list[str]:
@@ -231,3 +231,9 @@ def hf_w2v_fixtures(fixtures_dir: Path) -> Path:
 def dle_fixtures(fixtures_dir: Path) -> Path:
     """NVIDIA DLE wav2vec 2.0 / Hourglass state dicts and references (``dle_hourglass/``)."""
     return _fixture_set(fixtures_dir, "dle_hourglass")
+
+
+@pytest.fixture(scope="session")
+def nemo_ssl_fixtures(fixtures_dir: Path) -> Path:
+    """NeMo SSL (SpeechEncDecSelfSupervisedModel) .nemo files and references (``nemo_ssl/``)."""
+    return _fixture_set(fixtures_dir, "nemo_ssl")

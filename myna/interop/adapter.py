@@ -40,14 +40,18 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from myna.features import MelSpectrogramFeaturizer, SpecAugment, WaveformFeaturizer
 from myna.losses.config import AUX_CTC_LOSS_WEIGHT, TransducerLossConfig
 from myna.models.ctc import CTCModel
+from myna.models.ssl import LossEntry, SelfSupervisedModel
+from myna.models.ssl_losses import CTCLossForSSL, ContrastiveLoss, MLMLoss, RNNTDecoderJointSSL, RNNTLossForSSL
 from myna.models.transducer import TransducerModel
 from myna.models.wav2vec2 import ContrastiveConfig, MaskingConfig, Wav2Vec2PreTrainingModel
 from myna.nn.conformer import ConformerEncoder
 from myna.nn.contextnet import ContextNetBlockSpec, ContextNetEncoder
 from myna.nn.ctc_head import CTCHead
 from myna.nn.joint import RNNTJoint
+from myna.nn.patch_masking import MaskedPatchAugmentation
 from myna.nn.prediction import RNNTPredictionNetwork
 from myna.nn.quantizer import GumbelVectorQuantizer
+from myna.nn.ssl_decoders import ConvASRDecoderReconstruction
 from myna.nn.wav2vec2 import Wav2Vec2Encoder
 
 __all__ = [
@@ -464,6 +468,7 @@ NEMO_MODEL_TARGETS = {
     "rnnt": _ASR_MODELS + "rnnt_bpe_models.EncDecRNNTBPEModel",
     "hybrid": _ASR_MODELS + "hybrid_rnnt_ctc_bpe_models.EncDecHybridRNNTCTCBPEModel",
     "ctc": _ASR_MODELS + "ctc_bpe_models.EncDecCTCModelBPE",
+    "ssl": _ASR_MODELS + "ssl_models.SpeechEncDecSelfSupervisedModel",
 }
 
 
@@ -555,8 +560,134 @@ def _pretraining_model(cfg: Mapping[str, Any]) -> Wav2Vec2PreTrainingModel:
                                     dropout_features=float(cfg.get("dropout_features", 0.1)))
 
 
+# ---- NeMo's self-supervised model (SpeechEncDecSelfSupervisedModel) -------------------------------
+_LOSSES = "nemo.collections.asr.losses."
+
+register(Component(
+    kind="spec_augment",
+    targets=(_MODULES + "MaskedPatchAugmentation", _MODULES + "audio_preprocessing.MaskedPatchAugmentation",
+             "MaskedPatchAugmentation"),
+    build=MaskedPatchAugmentation,
+    used=("patch_size", "mask_patches", "freq_masks", "freq_width", "mask_value"),
+    myna_only=("mask_value",),
+))
+
+register(Component(
+    kind="ssl_decoder",
+    targets=(_MODULES + "ConvASRDecoderReconstruction", _MODULES + "conv_asr.ConvASRDecoderReconstruction",
+             "ConvASRDecoderReconstruction"),
+    build=ConvASRDecoderReconstruction,
+))
+
+
+def rnnt_decoder_joint_ssl(decoder: Mapping[str, Any], joint: Mapping[str, Any], *, encoder_dim: int,
+                           num_ids: Optional[int], where: str) -> RNNTDecoderJointSSL:
+    """NeMo's ``RNNTDecoderJointSSL`` section (an ``RNNTDecoder`` and an ``RNNTJoint`` over the
+    quantizer's ids; ``num_ids``: V^G of the loss that makes the targets)."""
+    vocab = int((joint or {}).get("num_classes") or num_ids or 0)
+    if vocab <= 0:
+        raise ValueError(f"{where}.joint.num_classes is needed (the quantizer's codebook_size ** num_groups)")
+    prednet = build(decoder, f"{where}.decoder", "rnnt_decoder", num_tokens=vocab)
+    jointnet = build(joint, f"{where}.joint", "rnnt_joint", num_tokens=vocab, encoder_hidden=encoder_dim,
+                     pred_hidden=prednet.output_dim)
+    return RNNTDecoderJointSSL(prednet, jointnet)
+
+
+register(Component(
+    kind="ssl_decoder",
+    targets=(_MODULES + "RNNTDecoderJointSSL", _MODULES + "rnnt.RNNTDecoderJointSSL", "RNNTDecoderJointSSL"),
+    build=rnnt_decoder_joint_ssl,
+    required=("decoder", "joint"),
+))
+
+register(Component(
+    kind="ssl_loss",
+    targets=(_LOSSES + "ContrastiveLoss", _LOSSES + "ssl_losses.contrastive.ContrastiveLoss", "ContrastiveLoss"),
+    build=ContrastiveLoss,
+))
+register(Component(
+    kind="ssl_loss",
+    targets=(_LOSSES + "MLMLoss", _LOSSES + "ssl_losses.mlm.MLMLoss", "MLMLoss"),
+    build=MLMLoss,
+))
+register(Component(
+    kind="ssl_loss",
+    targets=(_LOSSES + "CTCLossForSSL", _LOSSES + "ssl_losses.ctc.CTCLossForSSL", "CTCLossForSSL"),
+    build=CTCLossForSSL,
+))
+register(Component(
+    kind="ssl_loss",
+    targets=(_LOSSES + "RNNTLossForSSL", _LOSSES + "ssl_losses.rnnt.RNNTLossForSSL", "RNNTLossForSSL"),
+    build=RNNTLossForSSL,
+    # encoder_dim / pred_dim (the pruned loss' projections) come from the encoder and the head
+    used=("num_classes", "loss_name", "s_range", "simple_loss_scale", "lm_only_scale", "am_only_scale"),
+    myna_only=("loss_name", "s_range", "simple_loss_scale", "lm_only_scale", "am_only_scale"),
+))
+
+# ``model.loss_list.<name>``: a decoder, a loss, and how the model uses them (NeMo's keys).
+SSL_ENTRY_KEYS = Keys(used=("decoder", "loss", "loss_alpha", "output_from_layer", "targets_from_loss", "start_step",
+                            "transpose_encoded", "is_active"), required=("decoder", "loss"))
+
+
+def _ssl_decoder(section: Any, where: str, encoder_dim: int, num_ids: Optional[int]):
+    target = (section or {}).get("_target_") if isinstance(section, Mapping) else None
+    if target in targets_of("ctc_decoder"):  # MLM / CTC heads: NeMo's ConvASRDecoder over the ids
+        if not section.get("num_classes") or section["num_classes"] < 1:
+            raise ValueError(f"{where}.num_classes must be given (the quantizer's codebook_size ** num_groups)")
+        return build(section, where, "ctc_decoder", num_tokens=int(section["num_classes"]), encoder_dim=encoder_dim)
+    entry = component(target) if target else None
+    if entry is not None and entry.build is rnnt_decoder_joint_ssl:
+        return build(section, where, "ssl_decoder", encoder_dim=encoder_dim, num_ids=num_ids)
+    return build(section, where, "ssl_decoder")
+
+
+def _ssl_loss(section: Any, where: str, encoder_dim: int, decoder) -> Any:
+    target = section.get("_target_") if isinstance(section, Mapping) else None
+    if target in targets_of("ssl_loss") and component(target).build is RNNTLossForSSL:
+        pred_dim = decoder.decoder.output_dim if isinstance(decoder, RNNTDecoderJointSSL) else None
+        return build(section, where, "ssl_loss", encoder_dim=encoder_dim, pred_dim=pred_dim)
+    return build(section, where, "ssl_loss")
+
+
+def _ssl_model(cfg: Mapping[str, Any]) -> SelfSupervisedModel:
+    """``model:`` of NeMo's ``SpeechEncDecSelfSupervisedModel`` (``conformer_ssl.yaml``):
+    ``preprocessor``, ``spec_augment`` (MaskedPatchAugmentation), ``encoder``, and an ordered
+    ``loss_list`` (or ``decoder`` + ``loss``), ``feature_penalty``, ``dropout_features``,
+    ``dropout_features_q``."""
+    preprocessor, spec_augment = _front_end(cfg)
+    encoder = _encoder(cfg)
+    single = not cfg.get("loss_list")
+    if single:
+        if not (cfg.get("decoder") or {}).get("_target_") or not (cfg.get("loss") or {}).get("_target_"):
+            raise ValueError("model.loss_list (or model.decoder with model.loss) is needed for a self-supervised model")
+        # myna's recipe defaults put the Transducer loss options in model.loss; they are not this loss'.
+        loss = {k: v for k, v in cfg["loss"].items() if k not in (LOSS_KEYS.used or ())}
+        sections = {"loss": ("model", {"decoder": cfg["decoder"], "loss": loss})}
+    else:
+        sections = {name: (f"model.loss_list.{name}", check(entry, SSL_ENTRY_KEYS, f"model.loss_list.{name}",
+                                                            "the loss_list entry"))
+                    for name, entry in cfg["loss_list"].items()}
+    pairs, entries, num_ids = {}, {}, None
+    for name, (where, entry) in sections.items():
+        decoder = _ssl_decoder(entry["decoder"], f"{where}.decoder", encoder.output_dim, num_ids)
+        loss = _ssl_loss(entry["loss"], f"{where}.loss", encoder.output_dim, decoder)
+        if isinstance(loss, ContrastiveLoss) and loss.quantized_targets:
+            num_ids = loss.quantizer.num_vars ** loss.quantizer.groups
+        pairs[name] = (decoder, loss)
+        alpha = entry.get("loss_alpha")
+        entries[name] = LossEntry(
+            name=name, loss_alpha=1.0 if alpha is None else float(alpha),
+            output_from_layer=entry.get("output_from_layer"), targets_from_loss=entry.get("targets_from_loss"),
+            start_step=int(entry.get("start_step") or 0), transpose_encoded=bool(entry.get("transpose_encoded")),
+            is_active=bool(entry.get("is_active", True)))
+    return SelfSupervisedModel(preprocessor, encoder, spec_augment, pairs, entries, single=single,
+                               feature_penalty=float(cfg.get("feature_penalty") or 0.0),
+                               dropout_features=cfg.get("dropout_features"),
+                               dropout_features_q=cfg.get("dropout_features_q"))
+
+
 # Model kinds trained without labels (``myna pretrain``); they have no tokenizer.
-PRETRAINING_KINDS = ("wav2vec2_pretraining",)
+PRETRAINING_KINDS = ("wav2vec2_pretraining", "ssl")
 
 # Model classes (the ``target`` key of a .nemo config) -> the kind of model they build;
 # "transducer" is myna's old name for RNN-T or hybrid (decided by the presence of aux_ctc).
@@ -570,6 +701,8 @@ MODEL_CLASSES: dict[str, str] = {
     "myna.TransducerModel": "transducer",  # archives written by myna 0.1
     "myna.CTCModel": "ctc",
     "myna.Wav2Vec2PreTrainingModel": "wav2vec2_pretraining",
+    _ASR_MODELS + "ssl_models.SpeechEncDecSelfSupervisedModel": "ssl",
+    _ASR_MODELS + "SpeechEncDecSelfSupervisedModel": "ssl",
 }
 
 
@@ -612,4 +745,6 @@ def build_model(model_cfg: Mapping[str, Any], tokenizer) -> TransducerModel | CT
     kind = model_kind(cfg)
     if kind == "wav2vec2_pretraining":
         return _pretraining_model(cfg)
+    if kind == "ssl":
+        return _ssl_model(cfg)
     return _ctc_model(cfg, tokenizer) if kind == "ctc" else _transducer_model(cfg, tokenizer)

@@ -412,6 +412,8 @@ def save_nemo(model, path: str | Path, config: DictConfig | Mapping | None = Non
         raise ValueError("save_nemo: the model has no .config; pass config= (the model: section it was built from)")
     tokenizer = getattr(model, "tokenizer", None)
     source = _model_section(config)
+    if model_kind(source) == "ssl":
+        return _save_ssl(model, path, source)
     if not nemo_restorable(source, tokenizer):
         return _save_myna_archive(model, path, source, tokenizer)
     if tokenizer is None:
@@ -470,6 +472,29 @@ def _save_myna_archive(model, path: str | Path, source: Mapping[str, Any], token
         else:
             raise ValueError(f"save_nemo: cannot store a {type(tokenizer).__name__} in an archive")
         return write_nemo(path, cfg, model.state_dict(), artifacts)
+
+
+# Model-level keys of NeMo's SpeechEncDecSelfSupervisedModel.
+_NEMO_SSL_KEYS = ("sample_rate", "preprocessor", "spec_augment", "encoder", "decoder_out", "loss_list", "decoder",
+                  "loss", "dropout_features", "dropout_features_q", "feature_penalty")
+
+
+def _save_ssl(model, path: str | Path, source: Mapping[str, Any]) -> Path:
+    """A self-supervised model as NeMo's ``SpeechEncDecSelfSupervisedModel``: NeMo's class, its
+    model keys (no data or run sections), each ``_target_`` section without myna-only keys, and the
+    state dict under NeMo's names (``decoder_losses.<name>.decoder/loss.*``)."""
+    cfg = {k: copy.deepcopy(source[k]) for k in _NEMO_SSL_KEYS if source.get(k) is not None}
+    if cfg.get("loss_list"):
+        cfg.pop("decoder", None)
+        cfg.pop("loss", None)
+        for name, entry in cfg["loss_list"].items():
+            for part in ("decoder", "loss"):
+                entry[part] = _nemo_section(entry[part], f"model.loss_list.{name}.{part}")
+    for name in ("preprocessor", "spec_augment", "encoder"):
+        if cfg.get(name):
+            cfg[name] = _nemo_section(cfg[name], f"model.{name}")
+    cfg["target"] = NEMO_MODEL_TARGETS["ssl"]
+    return write_nemo(path, cfg, model.state_dict(), {})
 
 
 def _nemo_section(section: Any, where: str) -> Any:
