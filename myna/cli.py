@@ -1,7 +1,7 @@
 """The ``myna`` command: train, evaluate, transcribe, tokenizer train, data prepare.
 
     myna train RECIPE.yaml [key=value ...]
-    myna pretrain RECIPE.yaml [key=value ...]      (self-supervised: wav2vec 2.0)
+    myna pretrain RECIPE.yaml [key=value ...]      (self-supervised: wav2vec 2.0, NeMo SSL)
     myna evaluate --model MODEL --manifest TEST.json [--batch-size 16] [--output hyps.jsonl]
     myna transcribe --model MODEL [--backend eager|compile|int8|onnx] a.wav b.flac ...
     myna export-onnx --model MODEL --out-dir DIR
@@ -39,8 +39,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from myna.interop.adapter import PRETRAINING_KINDS, model_kind
 
         if model_kind(cfg.model) not in PRETRAINING_KINDS:
-            raise ValueError(f"{args.recipe}: not a pre-training recipe (model.target: myna.Wav2Vec2PreTrainingModel); "
-                             "use myna train")
+            raise ValueError(f"{args.recipe}: not a pre-training recipe (model.target: myna.Wav2Vec2PreTrainingModel "
+                             "or NeMo's SpeechEncDecSelfSupervisedModel); use myna train")
     print(OmegaConf.to_yaml(cfg), flush=True)
     model_path = train(cfg)
     print(f"model: {model_path}")
@@ -248,9 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="YAML recipe (conf/*.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value, +key=value, ++key=value, ~key")
     p.set_defaults(func=_cmd_train)
-    p = sub.add_parser("pretrain", help="self-supervised pre-training (wav2vec 2.0) from a YAML recipe; "
-                                        "the same trainer, overrides, checkpoints and resume as train")
-    p.add_argument("recipe", help="YAML recipe (conf/wav2vec2_*.yaml)")
+    p = sub.add_parser("pretrain", help="self-supervised pre-training (wav2vec 2.0, NeMo SSL) from a YAML "
+                                        "recipe; the same trainer, overrides, checkpoints and resume as train")
+    p.add_argument("recipe", help="YAML recipe (conf/wav2vec2_*.yaml, conf/conformer_ssl*.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value, +key=value, ++key=value, ~key")
     p.set_defaults(func=_cmd_train)
 

@@ -76,7 +76,14 @@ DEFAULTS: dict[str, Any] = {
         "masking": None,
         "contrastive": None,
         "final_dim": 256,
-        "dropout_features": 0.1,
+        # wav2vec 2.0 uses 0.1 when unset; NeMo's SSL model applies it only when set.
+        "dropout_features": None,
+        # NeMo SSL (SpeechEncDecSelfSupervisedModel): its loss_list, the size conformer_ssl.yaml
+        # interpolates, and the optional target dropout and feature penalty.
+        "loss_list": None,
+        "decoder_out": None,
+        "dropout_features_q": None,
+        "feature_penalty": None,
         # The loss options and defaults of myna.losses.config (ctc_weight comes from aux_ctc).
         "loss": {k: v for k, v in asdict(TransducerLossConfig()).items() if k != "ctc_weight"},
         "decoding": {
@@ -172,6 +179,7 @@ FREE_FORM_SECTIONS = (
     "model.quantizer",
     "model.masking",
     "model.contrastive",
+    "model.loss_list",
     "model.decoding.beam",
     "init_from_nemo_model",
     "init_from_pretrained_model",

@@ -557,7 +557,8 @@ def _pretraining_model(cfg: Mapping[str, Any]) -> Wav2Vec2PreTrainingModel:
                                             "the wav2vec 2.0 loss"))
     return Wav2Vec2PreTrainingModel(preprocessor, encoder, quantizer, final_dim=int(cfg.get("final_dim", 256)),
                                     masking=masking, contrastive=contrastive,
-                                    dropout_features=float(cfg.get("dropout_features", 0.1)))
+                                    dropout_features=0.1 if cfg.get("dropout_features") is None
+                                    else float(cfg["dropout_features"]))
 
 
 # ---- NeMo's self-supervised model (SpeechEncDecSelfSupervisedModel) -------------------------------

@@ -109,6 +109,8 @@ class SelfSupervisedModel(nn.Module):
         names = list(self.entries)
         for i, (name, entry) in enumerate(self.entries.items()):
             where = f"model.loss_list.{name}"
+            if not entry.is_active:  # never runs (NeMo builds it all the same)
+                continue
             source = entry.targets_from_loss
             if source is not None:
                 if source not in self.entries:
@@ -132,6 +134,21 @@ class SelfSupervisedModel(nn.Module):
                     layers = [n for n, _ in self.encoder.named_children()]
                     raise ValueError(f"{where}.output_from_layer={entry.output_from_layer!r} is not a module of the "
                                      f"encoder (its children: {layers}; Conformer layers are layers.<i>)") from None
+
+    def min_duration(self) -> float:
+        """Shortest usable utterance in seconds: one masked patch of features (0 without patches)."""
+        patch = getattr(self.spec_augmentation, "patch_size", 0)
+        hop, rate = getattr(self.preprocessor, "hop_length", 0), getattr(self.preprocessor, "sample_rate", 0)
+        return patch * hop / rate if patch and hop and rate else 0.0
+
+    @property
+    def num_codevectors(self) -> Optional[int]:
+        """G * V of the first quantized ContrastiveLoss (None without one)."""
+        for name in self.entries:
+            loss = self.module_pair(name)[1]
+            if isinstance(loss, ContrastiveLoss) and loss.quantized_targets:
+                return loss.quantizer.num_codevectors
+        return None
 
     def module_pair(self, name: str) -> tuple[nn.Module, nn.Module]:
         """(decoder, loss) of a ``loss_list`` entry."""
@@ -260,8 +277,11 @@ class SelfSupervisedModel(nn.Module):
                 kwargs = {"negative_indices": given} if isinstance(loss, ContrastiveLoss) else {}
                 if isinstance(loss, ContrastiveLoss) and given is None and generator is not None:
                     kwargs["generator"] = generator
-                result = loss(spectrograms=spectrograms, spec_masks=spec_masks, decoder_outputs=dec_out,
-                              decoder_lengths=encoded_lengths, **kwargs)
+                try:
+                    result = loss(spectrograms=spectrograms, spec_masks=spec_masks, decoder_outputs=dec_out,
+                                  decoder_lengths=encoded_lengths, **kwargs)
+                except ValueError as err:
+                    raise ValueError(f"model.loss_list.{name}.loss: {err}") from err
             out.decoder_outputs[name] = dec_out
             out.losses[name] = result
             out.loss = out.loss + result.loss * entry.loss_alpha

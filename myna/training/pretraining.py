@@ -49,7 +49,8 @@ class PretrainingTask(L.LightningModule):
         self._val_sums: dict[str, float] = {}
         self._val_weight = 0.0
         quantizer = getattr(model, "quantizer", None)
-        self.num_codevectors = getattr(quantizer, "num_codevectors", None)  # G*V, for the curve's collapse line
+        # G*V, for the curve's collapse line (NeMo-style SSL models name their first quantizer's)
+        self.num_codevectors = getattr(quantizer, "num_codevectors", None) or getattr(model, "num_codevectors", None)
 
     def _forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         try:

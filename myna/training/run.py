@@ -248,6 +248,10 @@ def train(cfg: DictConfig) -> Path:
                       what="the tokenizer")
     _adopt_pretrained_architecture(cfg, exp_dir)
     tokenizer = None if pretraining else _prepare_tokenizer(cfg, exp_dir)
+    for section in ("train_ds", "validation_ds") if pretraining else ():
+        if cfg.model[section].get("use_start_end_token"):  # NeMo's SSL configs set it; there is no text
+            log.info("model.%s.use_start_end_token ignored: self-supervised training reads no text", section)
+            cfg.model[section].use_start_end_token = False
     if rank.is_zero:
         save_config(cfg, exp_dir / "config.yaml")
 
