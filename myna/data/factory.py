@@ -69,6 +69,10 @@ def build_loader(section: Any, tokenizer: Any, train: bool, seed: int, name: str
     if not spec.has_source:
         return None
     _cache_remote_manifests(spec, world_size, rank)
+    if spec.augmentor and train and (spec.use_lhotse or spec.is_tarred or is_nested(spec.manifest_filepath)
+                                     or spec.text_data):
+        raise ValueError(f"model.{name}.augmentor: waveform perturbations apply to plain manifests only so far "
+                         "(not to tarred, bucketed, Lhotse or text_data sections)")
     if spec.use_lhotse:
         return _lhotse_loader(spec, tokenizer, train=train, seed=seed, name=name, world_size=world_size, rank=rank)
     tarred = spec.tarred_audio_filepaths if spec.is_tarred else None
@@ -83,7 +87,19 @@ def build_loader(section: Any, tokenizer: Any, train: bool, seed: int, name: str
         return tarred_loader(spec.manifest_filepath, tarred, tokenizer, batch_size=spec.batch_size, seed=seed,
                              name=name, world_size=world_size, rank=rank, **options, **_tar_options(spec, train))
     return manifest_loader(spec.manifest_filepath, tokenizer, batch_size=spec.batch_size, seed=seed, name=name,
-                           world_size=world_size, rank=rank, **options, **_semi_sorting(spec, train))
+                           world_size=world_size, rank=rank, **options, **_semi_sorting(spec, train),
+                           augmentor=_augmentor(spec, train, name))
+
+
+def _augmentor(spec: DatasetSpec, train: bool, name: str):
+    """The section's waveform augmentor in training; evaluation reads audio as it is."""
+    from myna.data.augment import build_augmentor
+
+    augmentor = build_augmentor(spec.augmentor, f"model.{name}.augmentor")  # checked in every mode
+    if augmentor is not None and not train:
+        logger.info("model.%s.augmentor is not applied: evaluation reads audio unperturbed", name)
+        return None
+    return augmentor
 
 
 def _hybrid_loader(spec: DatasetSpec, tokenizer: Any, seed: int, name: str, world_size: int, rank: int,
@@ -151,9 +167,9 @@ def manifest_loader(manifests: Any, tokenizer: Any, *, sample_rate: int, batch_s
                     min_duration: float | None = None, max_duration: float | None = None, shuffle: bool = False,
                     drop_last: bool = False, randomization_factor: float | None = None, num_workers: int = 0,
                     pin_memory: bool = False, seed: int = 0, name: str = "train_ds", world_size: int = 1,
-                    rank: int = 0) -> ResumableDataLoader:
+                    rank: int = 0, augmentor=None) -> ResumableDataLoader:
     """Batches of manifest entries (the plain path): random, or semi-sorted with
-    ``randomization_factor``, this rank's share of them.
+    ``randomization_factor``, this rank's share of them; ``augmentor`` perturbs each waveform.
 
     Raises:
         ValueError: no utterance left after the duration filters.
@@ -166,7 +182,7 @@ def manifest_loader(manifests: Any, tokenizer: Any, *, sample_rate: int, batch_s
     if not entries:
         raise ValueError(f"model.{name}: no utterances left after filtering {manifests} ({report})")
     # Bad audio is a counted, named skip (the batch's "skipped" list; myna.training.guards counts it).
-    dataset = AudioToTextDataset(entries, tokenizer, sample_rate, skip_bad_audio=True)
+    dataset = AudioToTextDataset(entries, tokenizer, sample_rate, skip_bad_audio=True, augmentor=augmentor)
     sampler = DistributedBatchSampler(dataset.durations, batch_size, world_size=world_size, rank=rank,
                                       shuffle=shuffle or randomization_factor is not None, seed=seed,
                                       drop_last=drop_last, randomization_factor=randomization_factor)

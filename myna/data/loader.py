@@ -45,13 +45,16 @@ class AudioToTextDataset(Dataset):
             ``{"skip": id, "reason": message, "index": i}`` that :func:`collate_audio_text` passes
             on as the batch's ``skipped`` list, to be counted and named by the consumer (training);
             False raises the AudioError instead.
+        augmentor: waveform perturbations applied after decoding
+            (:class:`myna.data.augment.WaveformAugmentor`; training only), or None.
     """
 
     def __init__(self, entries: Sequence[ManifestEntry], tokenizer: Tokenizer | None,
-                 sample_rate: int, skip_bad_audio: bool = False):
+                 sample_rate: int, skip_bad_audio: bool = False, augmentor=None):
         self.entries = list(entries)
         self.sample_rate = sample_rate
         self.skip_bad_audio = skip_bad_audio
+        self.augmentor = augmentor
         self.tokens = [tokenizer.encode(e.text) if tokenizer is not None else []
                        for e in self.entries]
 
@@ -85,6 +88,8 @@ class AudioToTextDataset(Dataset):
                 raise
             reason = str(err).removeprefix(f"utterance {entry.where}: ")
             return {"skip": entry.where, "reason": reason, "index": index}
+        if self.augmentor is not None:
+            audio = self.augmentor(audio, self.sample_rate)
         tokens = torch.tensor(self.tokens[index], dtype=torch.int64)
         return {"audio": audio, "tokens": tokens, "index": index, "id": entry.where}
 

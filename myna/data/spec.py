@@ -111,6 +111,10 @@ class DatasetSpec:
     and worker: reproducible), "trng" (fresh per process: not reproducible)."""
     lang_field: str = "lang"
     """Manifest key of the language."""
+    augmentor: Any = None
+    """NeMo's waveform perturbations (``speed``, ``white_noise``, ``gain``, ``shift``,
+    ``random_segment``, each with ``prob``), applied as audio is read; training only
+    (:mod:`myna.data.augment`)."""
     force_finite: bool = False
     """One pass per epoch instead of endless repetition of the training sources."""
     input_cfg: Any = None
