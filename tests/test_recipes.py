@@ -71,3 +71,29 @@ def test_recipes_max_duration_filter_drops_and_counts_long_utterances(tmp_path, 
     assert [e.duration for e in kept] == [3.0, 19.9, 20.0]
     assert report.num_dropped == 2 and report.dropped == {"duration > 20.0 s": (2, 55.5)}
     assert "dropped 2 with duration > 20.0 s" in caplog.text
+
+
+def test_nemo_ssl_recipes_build_with_nemo_shapes():
+    """conformer_ssl.yaml as NeMo ships it (2 x 300 codevectors over 4 x 80 inputs, an MLM head over
+    300^2 ids + blank) and the FastConformer variant (8-frame steps, linear targets, MLM inactive)."""
+    shapes = {}
+    for name in ("conformer_ssl", "fastconformer_ssl"):
+        with torch.device("meta"):
+            model = build_model(load_config(CONF / f"{name}.yaml").model, None)
+        shapes[name] = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    ssl = shapes["conformer_ssl"]
+    assert ssl["decoder_losses.contrastive.loss.quantizer.vars"] == (1, 300, 64)
+    assert ssl["decoder_losses.contrastive.loss.quantizer.weight_proj.weight"] == (600, 320)
+    assert ssl["decoder_losses.mlm.decoder.decoder_layers.0.weight"] == (90001, 512, 1)
+    assert sum(1 for k in ssl if k.endswith("norm_out.weight")) == 18
+    fast = shapes["fastconformer_ssl"]
+    assert fast["decoder_losses.contrastive.loss.target_proj.weight"] == (128, 640)
+    assert sum(1 for k in fast if k.endswith("norm_out.weight")) == 17
+
+
+def test_tiny_ssl_recipe_trains_a_step_on_cpu():
+    model = build_model(load_config(CONF / "conformer_ssl_tiny.yaml").model, None).train()
+    torch.manual_seed(0)
+    out = model(torch.randn(2, 12000) * 0.1, torch.tensor([12000, 9000]), step=0)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and {"loss_contrastive", "loss_mlm"} <= set(out)
