@@ -82,10 +82,18 @@ def plot_pretraining_curve(metrics_csv: str | Path | Sequence[str | Path], png_p
         return False
 
     ax = axes[0, 0]
-    draw(ax, "train_loss", "train loss", alpha=0.8)
+    # A NeMo-style loss_list logs each loss as loss_<name>, on scales far apart: one line each, log axis.
+    entries = sorted(k[len("train_loss_"):] for k in series if k.startswith("train_loss_"))
+    draw(ax, "train_loss", "train loss" if not entries else "train total", alpha=0.8)
     draw(ax, "train_contrastive_loss", "train contrastive", alpha=0.6)
-    draw(ax, "val_loss", "validation loss", "o-")
-    ax.set_ylabel("loss per masked frame")
+    draw(ax, "val_loss", "validation loss" if not entries else "validation total", "o-")
+    for i, name in enumerate(entries):
+        color = f"C{i + 2}"
+        draw(ax, f"train_loss_{name}", f"train {name}", alpha=0.6, color=color)
+        draw(ax, f"val_loss_{name}", f"validation {name}", "o--", color=color)
+    if entries:
+        ax.set_yscale("log")
+    ax.set_ylabel("loss per masked frame" if not entries else "loss (each of the loss_list, unweighted)")
     ax.set_title("losses")
     ax = axes[0, 1]
     draw(ax, "train_accuracy", "train", alpha=0.8)
