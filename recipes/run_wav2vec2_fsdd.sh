@@ -10,22 +10,7 @@ cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data} EXP=${2:-exp/w2v2_fsdd}
 . .venv/bin/activate
 M=$EXP/manifests
-myna data prepare fsdd --source "$DATA/fsdd" --out-dir "$M"
-# The 10% subset (a seeded shuffle, kept in manifest order) and the AN4 audio as a manifest.
-python - "$M" "$DATA/an4_nemo_subset" <<'EOF'
-import json, random, sys
-from pathlib import Path
-import soundfile as sf
-out, an4 = Path(sys.argv[1]), Path(sys.argv[2])
-lines = (out / "train.json").read_text().splitlines()
-order = list(range(len(lines)))
-random.Random(0).shuffle(order)
-keep = sorted(order[:270])  # the issue's 10%: 270 of the 2,700 labelled train + dev clips, from train
-(out / "train_10pct.json").write_text("".join(lines[i] + "\n" for i in keep))
-wavs = sorted(an4.rglob("*.wav"))
-(out / "an4_audio.json").write_text("".join(json.dumps({"audio_filepath": str(p.resolve()),
-    "duration": sf.info(p).duration}) + "\n" for p in wavs))
-EOF
+bash recipes/common/fsdd_ssl_data.sh "$DATA" "$M"
 myna pretrain conf/wav2vec2_tiny.yaml \
   model.train_ds.manifest_filepath=[$M/train.json,data/espeak_digits/train.json,$M/an4_audio.json] \
   model.validation_ds.manifest_filepath=data/espeak_digits/dev.json \
