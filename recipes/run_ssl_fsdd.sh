@@ -4,7 +4,7 @@
 # espeak-ng digits, the AN4 subset; utterances of 0.5-2 s), then fine-tune the encoder with 10% of
 # FSDD's training labels (270 utterances) into a small Conformer-Transducer, against the same model
 # trained from scratch (same recipe, steps and seed). Learning curves: $EXP/pretrain/learning_curve.png,
-# $EXP/rnnt_*/learning_curve.png; test WERs printed by each run.
+# $EXP/rnnt_*/learning_curve.png, both WER curves in $EXP/wer_curves.png; test WERs printed by each run.
 #   bash recipes/run_ssl_fsdd.sh [SHARED_DATA] [EXP_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,3 +62,5 @@ for init in pretrained scratch; do
     trainer.max_steps=500 trainer.val_check_interval=100 trainer.precision=32-true \
     exp_manager.exp_dir=$EXP/rnnt_$init "${ENCODER[@]}"
 done
+python benchmarks/plot_wer_curves.py "$EXP/wer_curves.png" \
+  "Transducer, SSL encoder=$EXP/rnnt_pretrained" "Transducer, scratch=$EXP/rnnt_scratch"
