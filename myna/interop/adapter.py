@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from myna.features import MelSpectrogramFeaturizer, SpecAugment, WaveformFeaturizer
+from myna.features import MaskedPatchAugmentation, MelSpectrogramFeaturizer, SpecAugment, WaveformFeaturizer
 from myna.losses.config import AUX_CTC_LOSS_WEIGHT, TransducerLossConfig
 from myna.models.ctc import CTCModel
 from myna.models.ssl import LossEntry, SelfSupervisedModel
@@ -48,7 +48,6 @@ from myna.nn.conformer import ConformerEncoder
 from myna.nn.contextnet import ContextNetBlockSpec, ContextNetEncoder
 from myna.nn.ctc_head import CTCHead
 from myna.nn.joint import RNNTJoint
-from myna.nn.patch_masking import MaskedPatchAugmentation
 from myna.nn.prediction import RNNTPredictionNetwork
 from myna.nn.quantizer import GumbelVectorQuantizer
 from myna.nn.ssl_decoders import ConvASRDecoderReconstruction

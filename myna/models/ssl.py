@@ -29,9 +29,9 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
+from myna.features import MaskedPatchAugmentation
 from myna.losses.ssl import masks_by_value
 from myna.models.ssl_losses import ContrastiveLoss, SSLLossOutput
-from myna.nn.patch_masking import MaskedPatchAugmentation
 
 __all__ = ["LossEntry", "SelfSupervisedModel", "SSLOutput"]
 

@@ -3,7 +3,7 @@ import random
 import pytest
 import torch
 
-from myna.nn.patch_masking import MaskedPatchAugmentation, PatchTooShortError
+from myna.features import MaskedPatchAugmentation, PatchTooShortError
 
 
 def _patches(mask_row, patch):
