@@ -77,3 +77,14 @@ def test_training_loader_perturbs_and_evaluation_loader_does_not(tmp_path):
     evaluation = next(iter(build_loader(section, None, train=False, seed=0, name="validation_ds")))["audio"][0]
     np.testing.assert_allclose(evaluation.numpy(), audio, atol=1e-6)
     np.testing.assert_allclose(train.numpy(), audio * 10 ** (6 / 20), rtol=1e-5, atol=1e-6)
+
+
+def test_each_process_seed_gives_its_own_reproducible_draws():
+    """Loader workers get torch seeds base_seed + worker_id; the augmentor reseeds from them."""
+    aug = build_augmentor({"gain": {"prob": 1.0}}, "x")
+    audio = torch.ones(10)
+    draws = {}
+    for seed in (11, 12, 11):
+        torch.manual_seed(seed)  # what DataLoader does at the start of each worker
+        draws.setdefault(seed, []).append(float(aug(audio, 16000)[0]))
+    assert draws[11][0] == draws[11][1] != draws[12][0]
