@@ -1,16 +1,20 @@
 """The ``myna`` command: train, evaluate, transcribe, tokenizer train, data prepare.
 
-    myna train RECIPE.yaml [key=value ...]
+    myna train RECIPE [key=value ...]        (RECIPE: an installed recipe's name or a YAML file)
     myna pretrain RECIPE.yaml [key=value ...]      (self-supervised: wav2vec 2.0, NeMo SSL)
+    myna recipes
     myna evaluate --model MODEL --manifest TEST.json [--batch-size 16] [--output hyps.jsonl]
-    myna transcribe --model MODEL [--backend eager|compile|int8|onnx] a.wav b.flac ...
+    myna transcribe --model MODEL a.wav b.flac ... [--decoding beam] [--backend eager|compile|int8|onnx] [--output out.json]
     myna export-onnx --model MODEL --out-dir DIR
     myna average EXP_DIR --last 5 [--out averaged.nemo]
+    myna data check MANIFEST [--fix-durations --out FIXED.json]
     myna tokenizer train --manifest TRAIN.json --vocab-size 128 --out-dir DIR
     myna data prepare CORPUS --source DIR --out-dir DIR [--workers N] [--download]
     myna data tar --manifest_path TRAIN.json --target_dir DIR --num_shards 64 [--buckets_num 4]
     myna data estimate-bins -b 30 TRAIN.json
     myna lm train --text TEXTS.txt --out lm.arpa [--order 3] [--unit word|token --tokenizer DIR]
+
+Every option is accepted with dashes or with NeMo's underscores (``--manifest-path``, ``--manifest_path``).
 """
 
 from __future__ import annotations
@@ -24,14 +28,63 @@ __all__ = ["main"]
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
+    from myna.training.console import setup_logging
+
+    setup_logging(verbose)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Accepts each long option with dashes and with underscores (NeMo's scripts use underscores)."""
+
+    def add_argument(self, *names, **kwargs):
+        spellings = list(names)
+        for name in names:
+            if name.startswith("--"):
+                for other in ("--" + name[2:].replace("_", "-"), "--" + name[2:].replace("-", "_")):
+                    if other not in spellings:
+                        spellings.append(other)
+        if len(spellings) > len(names) and "dest" not in kwargs and names[0].startswith("--"):
+            kwargs["dest"] = names[0][2:].replace("-", "_")
+        return super().add_argument(*spellings, **kwargs)
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Help that shows each option once, with dashes (the underscore twins are accepted, not listed)."""
+
+    def _format_action_invocation(self, action):
+        names = action.option_strings
+        shown = [o for o in names if not ("_" in o and o.startswith("--") and o.replace("_", "-") in names)]
+        if shown == names:
+            return super()._format_action_invocation(action)
+        action.option_strings = shown
+        try:
+            return super()._format_action_invocation(action)
+        finally:
+            action.option_strings = names
+
+
+class _RawFormatter(_Formatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+_TRAIN_EPILOG = r"""example:
+  myna train contextnet_rnnt_dummy \
+    model.train_ds.manifest_filepath=train.json model.validation_ds.manifest_filepath=dev.json \
+    exp_manager.exp_dir=exp/dummy trainer.max_steps=600
+
+RECIPE is an installed recipe (`myna recipes` lists them) or a YAML file. Overrides follow Hydra:
+key=value sets a key, ++key=value adds or sets, ~key deletes. A rerun into the same exp_dir resumes
+from its last checkpoint; if the config differs it stops and lists the changes (+resume=true continues
+with the new config). Ctrl-C writes a checkpoint and stops; the same command continues from it."""
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
-
     from myna.config import load_config
+    from myna.training.interrupt import TrainingInterrupted
     from myna.training.run import train
 
     cfg = load_config(args.recipe, args.overrides)
@@ -41,10 +94,58 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if model_kind(cfg.model) not in PRETRAINING_KINDS:
             raise ValueError(f"{args.recipe}: not a pre-training recipe (model.target: myna.Wav2Vec2PreTrainingModel "
                              "or NeMo's SpeechEncDecSelfSupervisedModel); use myna train")
-    print(OmegaConf.to_yaml(cfg), flush=True)
-    model_path = train(cfg)
+    try:
+        model_path = train(cfg)
+    except TrainingInterrupted as stop:
+        print(f"myna train: {stop}", file=sys.stderr)
+        return 130
     print(f"model: {model_path}")
     return 0
+
+
+def _cmd_recipes(args: argparse.Namespace) -> int:
+    from myna.recipes import describe, list_recipes
+
+    rows = [describe(r) for r in list_recipes()]
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        size = "from its checkpoint" if r["parameters"] != r["parameters"] else f"{r['parameters'] / 1e6:.1f}M params"
+        print(f"{r['name']:<{width}}  {size:>20}  {r['summary']}")
+    print(f"\n({len(rows)} recipes in {rows[0]['path'].rsplit('/', 1)[0] if rows else '?'}; "
+          "sizes with each recipe's vocab_size; `myna train NAME ...` trains one)")
+    return 0
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from myna.data.check import BLOCKING_KINDS, check_manifests, write_fixed_manifest
+
+    if args.fix_durations and not args.out:
+        raise ValueError("--fix-durations needs --out FIXED.json (the manifest is not changed in place)")
+    if args.out and len(args.manifest) != 1:
+        raise ValueError("--out writes one manifest: give one MANIFEST with it")
+    report = check_manifests(args.manifest, text_field=args.text_field, tolerance=args.tolerance,
+                             workers=args.workers, max_listed=args.max_listed)
+    print(report.summary(max_listed=args.max_listed))
+    if args.out:
+        manifest = str(args.manifest[0])
+        fixes = report.fixes.get(manifest, {}) if args.fix_durations else {}
+        drop = {int(p.where.rsplit(":", 1)[1]) for kind in ("missing file", "unreadable header", "empty audio")
+                for p in report.examples.get(kind, [])} if args.drop_bad else set()
+        if args.drop_bad and any(report.counts.get(k, 0) > args.max_listed
+                                 for k in ("missing file", "unreadable header", "empty audio")):
+            raise ValueError("--drop-bad: more bad entries than --max-listed; raise --max-listed")
+        out = write_fixed_manifest(manifest, fixes, args.out, drop=drop)
+        print(f"wrote {out}: {len(fixes)} duration(s) set from the audio"
+              + (f", {len(drop)} bad entries left out" if drop else ""))
+        remaining = {k: n for k, n in report.counts.items() if k in BLOCKING_KINDS}
+        if args.fix_durations:
+            remaining.pop("duration mismatch", None)
+            remaining.pop("no duration", None)
+        for kind in ("missing file", "unreadable header", "empty audio"):
+            if args.drop_bad:
+                remaining.pop(kind, None)
+        return 1 if remaining else 0
+    return 0 if not report.blocking(allow=[k for k in report.counts if k not in BLOCKING_KINDS]) else 1
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -54,12 +155,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.lm is None and args.lm_weight:
         raise ValueError(f"--lm-weight {args.lm_weight} given without --lm")
+    from myna.text.normalize import ScoringNormalizer
+
     model = _with_backend(myna.load(args.model), args.backend)
     args.decoding = resolve_strategy(model, args.decoding)
+    normalizer = ScoringNormalizer(model.tokenizer if args.normalize == "tokenizer" else None,
+                                   lowercase=args.lowercase, remove_punctuation=args.remove_punctuation,
+                                   punctuation_marks=args.punctuation_marks)
     result = evaluate_manifest(model, args.manifest, batch_size=args.batch_size, output=args.output,
                                strategy=args.decoding, beam_size=args.beam_size, lm=args.lm,
                                lm_weight=args.lm_weight, lm_unit=args.lm_unit,
-                               score_norm=args.score_norm)
+                               score_norm=args.score_norm, normalizer=normalizer)
+    print(result.normalization)
+    if result.unknown_summary():
+        print(result.unknown_summary())
     print(f"decoding: {args.decoding}" + (f" (beam {args.beam_size})" if "beam" in args.decoding else "")
           + (f", backend {args.backend}" if args.backend != "eager" else "")
           + (f" + LM {args.lm} (weight {args.lm_weight}, {args.lm_unit}-level)" if args.lm else ""))
@@ -86,9 +195,18 @@ def _with_backend(model, backend: str):
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     import myna
 
+    from myna.transcribe import pick_device, transcribe_files, write_transcripts
+
+    device = pick_device(args.device)  # a wrong device fails before the model is read
     model = _with_backend(myna.load(args.model), args.backend)
-    for path, text in zip(args.audio, model.transcribe(args.audio, batch_size=args.batch_size)):
-        print(f"{path}\t{text}")
+    rows = transcribe_files(model, args.audio, strategy=args.decoding, beam_size=args.beam_size,
+                            batch_size=args.batch_size, device=device)
+    if args.output:
+        out = write_transcripts(rows, args.output, args.output_format)
+        print(f"{len(rows)} transcripts written to {out}")
+    else:
+        for row in rows:
+            print(f"{row.audio_filepath}\t{row.text}")
     return 0
 
 
@@ -238,14 +356,18 @@ def _cmd_lm_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="myna", description="Train, fine-tune and run speech recognisers.")
+    import myna
+
+    parser = _Parser(prog="myna", description="Train, fine-tune and run speech recognisers.")
+    parser.add_argument("--version", action="version", version=f"myna {myna.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error (also MYNA_DEBUG=1); errors are one line otherwise")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model from a YAML recipe with NeMo-style overrides")
-    p.add_argument("recipe", help="YAML recipe (conf/*.yaml)")
+    p = sub.add_parser("train", help="train a model from a recipe with NeMo-style overrides",
+                       epilog=_TRAIN_EPILOG, formatter_class=_RawFormatter)
+    p.add_argument("recipe", help="an installed recipe's name (see `myna recipes`) or a YAML file")
     p.add_argument("overrides", nargs="*", help="key=value, +key=value, ++key=value, ~key")
     p.set_defaults(func=_cmd_train)
     p = sub.add_parser("pretrain", help="self-supervised pre-training (wav2vec 2.0, NeMo SSL) from a YAML "
@@ -275,15 +397,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rank beam hypotheses by score / length (NeMo's score_norm); off by default")
     p.add_argument("--lm-unit", default="word", choices=["word", "token"],
                    help="the LM's words are words (scored at '\u2581' boundaries) or tokenizer pieces")
+    p.add_argument("--normalize", choices=["tokenizer", "none"], default="tokenizer",
+                   help="normalise reference and hypothesis with the tokenizer's own rule (default: NFKC, and "
+                        "lower-casing when the tokenizer folds case) or not at all")
+    p.add_argument("--lowercase", action="store_true", help="also lower-case both (NeMo's do_lowercase)")
+    p.add_argument("--remove-punctuation", action="store_true",
+                   help="drop punctuation from both (NeMo's rm_punctuation)")
+    p.add_argument("--punctuation-marks", default=None,
+                   help="the marks --remove-punctuation drops (default: every Unicode punctuation but ')")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("transcribe", help="print one transcript per audio file")
+    p = sub.add_parser("transcribe", help="print one transcript per audio file (or write them to a file)")
     p.add_argument("--model", required=True, help="model: a .nemo archive (NeMo's or myna's) or a myna run folder")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="files per forward pass")
+    p.add_argument("--decoding", default="greedy", choices=["greedy", "modified_beam", "beam", "ctc_greedy", "ctc_beam"],
+                   help="search (as evaluate --decoding)")
+    p.add_argument("--beam-size", type=int, default=4)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default cpu)")
+    p.add_argument("--output", help="write the transcripts here: a NeMo manifest for .json (audio_filepath, "
+                   "duration, pred_text), JSON lines otherwise (audio_filepath, text)")
+    p.add_argument("--output-format", choices=["jsonl", "nemo"], default=None,
+                   help="override the format chosen from --output's suffix")
     p.add_argument("--backend", default="eager", choices=["eager", "compile", "int8", "onnx"],
                    help="inference backend (see evaluate --backend)")
     p.add_argument("audio", nargs="+", help="audio files (any format soundfile reads)")
     p.set_defaults(func=_cmd_transcribe)
+
+    p = sub.add_parser("recipes", help="list the installed recipes with their sizes")
+    p.set_defaults(func=_cmd_recipes)
 
     def _cmd_export_onnx(args: argparse.Namespace) -> int:
         import myna
@@ -374,6 +515,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--workers", type=int, default=1, help="processes writing shards")
     d.add_argument("--text_field", default="text")
     d.set_defaults(func=_cmd_data_tar)
+    d = data.add_parser("check", help="check manifests: files, headers, durations, texts (and fix durations)",
+                        description="Check every entry: the audio file exists and its header decodes, the duration "
+                        "agrees with the audio within --tolerance, the text is non-empty. Headers only, in "
+                        "parallel. Exit status 1 when a problem that stops training is found.")
+    d.add_argument("manifest", nargs="+", help="NeMo manifests")
+    d.add_argument("--fix-durations", action="store_true",
+                   help="with --out: write the manifest with absent or wrong durations set from the audio")
+    d.add_argument("--drop-bad", action="store_true",
+                   help="with --out: leave out entries whose file is missing, unreadable or empty")
+    d.add_argument("--out", help="the repaired manifest (relative audio paths rewritten to stay valid)")
+    d.add_argument("--tolerance", type=float, default=0.1, help="seconds a duration may be off (default 0.1)")
+    d.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU, at most 16)")
+    d.add_argument("--text-field", default="text")
+    d.add_argument("--max-listed", type=int, default=10, help="offenders named per kind")
+    d.set_defaults(func=_cmd_data_check)
     d = data.add_parser("estimate-bins", help="bucket_duration_bins for Lhotse dynamic bucketing")
     d.add_argument("manifest", help="a manifest, a comma list, or weighted [[a.json,0.7],[b.json,0.3]]")
     d.add_argument("-b", "--buckets", type=int, default=30, help="number of buckets")

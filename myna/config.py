@@ -21,6 +21,7 @@ Values are parsed as YAML (``8`` is an int, ``[1,2]`` a list, ``null`` is None).
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -155,7 +156,12 @@ DEFAULTS: dict[str, Any] = {
         "exp_dir": "exp",
         "name": "${name}",
         "checkpoint_every_n_steps": 1000,
+        # NeMo's resume keys and meanings (myna.training.rerun); myna resumes by default and a
+        # first run in a new folder is not an error.
         "resume_if_exists": True,
+        "resume_ignore_no_checkpoint": True,
+        "resume_past_end": False,
+        "resume_from_checkpoint": None,
         "create_tensorboard_logger": True,
         "create_csv_logger": True,
         "plot_learning_curve": True,
@@ -164,6 +170,19 @@ DEFAULTS: dict[str, Any] = {
         "ema": {"enable": False, "decay": 0.999, "every_n_steps": 1, "cpu_offload": False},
         # Write the utterance ids each rank trained on, per epoch (utterances/epochN_rankR.txt).
         "log_utterance_ids": False,
+        # Weights & Biases as NeMo's exp_manager offers it (pip install 'myna[wandb]'); the kwargs
+        # go to Lightning's WandbLogger (name, project, entity, tags, offline, ...).
+        "create_wandb_logger": False,
+        "wandb_logger_kwargs": {"name": None, "project": None},
+    },
+    # The pre-flight check of every manifest before the first step (myna.data.check): files exist,
+    # headers decode, durations agree with the audio within duration_tolerance seconds, texts are
+    # non-empty. action: error (stop on a problem) or warn. workers: null = one per CPU (<= 16).
+    "data_check": {
+        "enabled": True,
+        "duration_tolerance": 0.1,
+        "workers": None,
+        "action": "error",
     },
 }
 
@@ -181,16 +200,24 @@ FREE_FORM_SECTIONS = (
     "model.contrastive",
     "model.loss_list",
     "model.decoding.beam",
+    "exp_manager.wandb_logger_kwargs",
     "init_from_nemo_model",
     "init_from_pretrained_model",
 )
 
 
+# YAML 1.1 (PyYAML) reads 1e-3 as a string; Hydra and NeMo users mean a float.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _parse_value(text: str, override: str) -> Any:
     try:
-        return yaml.safe_load(text) if text != "" else ""
+        value = yaml.safe_load(text) if text != "" else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"override {override!r}: value {text!r} is not valid YAML ({err})") from None
+    if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+        return float(value)
+    return value
 
 
 def _lookup(cfg: DictConfig, dotted: str) -> tuple[bool, Any]:
@@ -283,7 +310,8 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = (), defaults
     """Load a recipe onto the defaults, apply overrides, resolve interpolations.
 
     Args:
-        path: YAML recipe file, or None for the defaults alone.
+        path: YAML recipe file, an installed recipe's name (``contextnet_rnnt_dummy``, see
+            :mod:`myna.recipes`), or None for the defaults alone.
         overrides: Hydra-style override strings.
         defaults: schema and default values (``DEFAULTS`` unless given).
 
@@ -293,9 +321,12 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = (), defaults
     schema = copy.deepcopy(dict(defaults if defaults is not None else DEFAULTS))
     cfg = OmegaConf.create(schema)
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"recipe not found: {path}")
+        from myna.recipes import resolve_recipe
+
+        try:
+            path = resolve_recipe(path)  # a file, or an installed recipe's name
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         try:
             recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except UnicodeDecodeError as err:

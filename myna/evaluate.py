@@ -14,12 +14,18 @@ An utterance whose audio cannot be used (missing, undecodable, empty, NaN/inf sa
 scored: it is warned about, named in :attr:`EvaluationResult.skipped` and left out of the rates,
 instead of being scored as garbage. A manifest with no utterance, or none left to score, and a
 line without the transcript key are errors, not a 0% WER.
+
+Reference and hypothesis are normalised alike before scoring (:mod:`myna.text.normalize`): by
+default with the tokenizer's own normaliser (a case-folding tokenizer's lower-case output is not
+scored against upper-case references), optionally with NeMo's evaluation options (lower-casing,
+punctuation removal). The reference characters that the tokenizer cannot write are counted.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +40,7 @@ from myna.data.manifest import read_manifest
 from myna.decoding import decode, resolve_strategy
 from myna.metrics import ErrorRates, error_rates
 from myna.models.base import pad_batch
+from myna.text.normalize import ScoringNormalizer, describe_unknown, unknown_characters
 
 __all__ = ["EvaluationResult", "evaluate_manifest"]
 
@@ -47,6 +54,19 @@ class EvaluationResult:
     audio_seconds: float
     compute_seconds: float
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (utterance, reason), not scored
+    normalization: str = ""  # what was applied to reference and hypothesis
+    unknown_characters: dict[str, int] | None = None  # reference characters the tokenizer cannot write
+    unknown_utterances: int = 0  # references holding one
+
+    def unknown_summary(self) -> str | None:
+        """One line on the reference characters the model cannot write, or None."""
+        if not self.unknown_characters:
+            return None
+        from collections import Counter
+
+        total = sum(self.unknown_characters.values())
+        return (f"{total} reference character(s) in {self.unknown_utterances} utterance(s) cannot be written by "
+                f"the tokenizer (they count as errors): {describe_unknown(Counter(self.unknown_characters))}")
 
     @property
     def rtfx(self) -> float:
@@ -60,7 +80,8 @@ def _sample_rate(model) -> int:
 
 def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output: str | Path | None = None,
                       progress: bool = True, strategy: str = "greedy", beam_size: int = 4, lm=None,
-                      lm_weight: float = 0.0, lm_unit: str = "word", **decode_options) -> EvaluationResult:
+                      lm_weight: float = 0.0, lm_unit: str = "word", normalizer: ScoringNormalizer | None = None,
+                      **decode_options) -> EvaluationResult:
     """Decode every utterance of a manifest and score it against the manifest text.
 
     Args:
@@ -74,7 +95,12 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output:
             Transducers; ``ctc_greedy``, ``ctc_beam`` for CTC heads; see :func:`myna.decoding.resolve_strategy`).
         beam_size, lm, lm_weight, lm_unit, decode_options: passed to :func:`myna.decoding.decode`;
             an ARPA path in ``lm`` is read once here.
+        normalizer: applied to reference and hypothesis before scoring (default: the tokenizer's
+            normalisation, :class:`~myna.text.normalize.ScoringNormalizer`).
     """
+    tokenizer = getattr(model, "tokenizer", None)
+    if normalizer is None:
+        normalizer = ScoringNormalizer(tokenizer)
     model.eval()
     strategy = resolve_strategy(model, strategy)  # a strategy the model cannot run fails before any audio is read
     entries = read_manifest(manifest, require_text=True)
@@ -91,7 +117,9 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output:
     order = sorted(range(len(entries)), key=lambda i: entries[i].duration)  # less padding
     results: dict[int, str] = {}
     skipped: dict[int, str] = {}
-    for start in tqdm(range(0, len(order), batch_size), desc="evaluate", disable=not progress, unit="batch"):
+    # The bar only on a terminal: redirected, its carriage returns make one endless line.
+    bar_off = not progress or not sys.stderr.isatty()
+    for start in tqdm(range(0, len(order), batch_size), desc="evaluate", disable=bar_off, unit="batch"):
         chunk, waves = [], []
         for i in order[start:start + batch_size]:
             try:
@@ -119,9 +147,14 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output:
     if skipped:
         log.warning("%s: %d of %d utterance(s) not scored (bad audio)", manifest, len(skipped), len(entries))
     all_entries, entries = entries, [entry for i, entry in enumerate(entries) if i in results]
-    hyps = [results[i] for i in sorted(results)]
-    refs = [entry.text for entry in entries]
+    hyps = [normalizer(results[i]) for i in sorted(results)]
+    refs = [normalizer(entry.text) for entry in entries]
     rates = error_rates(refs, hyps)
+    unknown, unknown_utterances = {}, 0
+    if tokenizer is not None and hasattr(tokenizer, "unk_id"):
+        unknown = dict(unknown_characters(tokenizer, refs))
+        if unknown:
+            unknown_utterances = sum(1 for ref in refs if any(ch in unknown for ch in ref))
     if output is not None:
         total_words = max(rates.reference_words, 1)
         with open(output, "w") as handle:
@@ -136,4 +169,6 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output:
                                          "wer_contribution": errors / total_words,
                                          "duration": entry.duration}) + "\n")
     return EvaluationResult(rates, len(entries), audio_seconds, compute_seconds,
-                            skipped=[(f"{e.where}", skipped[i]) for i, e in enumerate(all_entries) if i in skipped])
+                            skipped=[(f"{e.where}", skipped[i]) for i, e in enumerate(all_entries) if i in skipped],
+                            normalization=normalizer.describe(), unknown_characters=unknown,
+                            unknown_utterances=unknown_utterances)

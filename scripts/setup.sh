@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_VERSION=${MYNA_TORCH_VERSION:-2.13.0}
-EXTRAS=${MYNA_EXTRAS:-test}   # scripts/test.sh adds "hf" (transformers, datasets) and "bnb" (bitsandbytes) for their tests
+EXTRAS=${MYNA_EXTRAS:-test,tensorboard}   # scripts/test.sh adds "hf" (transformers, datasets) and "bnb" (bitsandbytes) for their tests
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

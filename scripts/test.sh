@@ -2,7 +2,7 @@
 # The test suite: set-up, then pytest. CI (.ci/run) calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MYNA_EXTRAS=test,hf,bnb,sphere,stores,lm,onnx bash scripts/setup.sh
+MYNA_EXTRAS=test,tensorboard,wandb,hf,bnb,sphere,stores,lm,onnx bash scripts/setup.sh
 # espeak-ng (Debian package) is the bundled TTS backend; its tests skip where it cannot be had.
 if ! command -v espeak-ng >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -53,14 +53,25 @@ def test_train_leaves_model_config_tokenizer_checkpoints_logs_and_curve(trained)
 def test_rerun_resumes_from_last_checkpoint_and_ends_with_beam_test_evaluation(trained, caplog, capsys):
     _, exp, args = trained
     caplog.set_level("INFO")
-    assert main(args[:-1] + ["trainer.max_steps=4", "trainer.enable_progress_bar=false"]) == 0
-    assert "resuming from" in caplog.text
+    config_before = (exp / "config.yaml").read_text()
+    # The same command again: the run is complete, nothing is rewritten.
+    assert main(args) == 2
+    assert "completed run (step 3 of trainer.max_steps=3)" in capsys.readouterr().err
+    # A different config: stops and lists the changed keys, config.yaml untouched.
+    assert main(args + ["trainer.max_steps=4", "model.optim.lr=1e-3"]) == 2
+    err = capsys.readouterr().err
+    assert "trainer.max_steps: 3 -> 4" in err and "model.optim.lr: 0.003 -> 0.001" in err and "+resume=true" in err
+    assert (exp / "config.yaml").read_text() == config_before
+    # The explicit choice continues that run with the new config.
+    assert main(args[:-1] + ["trainer.max_steps=4", "trainer.enable_progress_bar=false", "+resume=true"]) == 0
+    assert "resuming from step 3" in caplog.text
     assert re.search(r"^test .*test_final.json \(beam\): WER: \d+\.\d\d%", capsys.readouterr().out, re.M)
     import torch
 
     ckpt = torch.load(exp / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 4
-    assert (exp / "logs" / "version_1" / "metrics.csv").is_file()  # the first run's log is kept
+    assert (exp / "logs" / "version_1" / "hparams.yaml").is_file()  # the resumed run logs apart,
+    # and the first run's log is kept
     assert (exp / "logs" / "version_0" / "metrics.csv").is_file()
 
 
@@ -213,3 +224,88 @@ def test_trained_model_of_each_kind_restores_in_nemo(kind_run, nemo_restores):
     model = myna.load(exp)
     audio, lengths = _audio_batch(model, [json.loads(line)["audio_filepath"] for line in test.read_text().splitlines()[:2]])
     assert nemo_restores(find_model_file(exp), model, audio, lengths) == nemo_class
+
+
+def test_ctrl_c_writes_a_checkpoint_and_the_same_command_resumes_from_its_step(tmp_path, monkeypatch, caplog, capsys):
+    import os
+    import signal
+
+    import torch
+
+    from myna.training.module import ASRTask
+
+    train = _subset(CORPUS / "train.json", tmp_path / "train.json", 16)
+    exp = tmp_path / "exp"
+    args = ["train", "contextnet_rnnt_dummy", f"model.train_ds.manifest_filepath={train}",
+            f"exp_manager.exp_dir={exp}", "trainer.max_steps=5", "model.train_ds.batch_size=4",
+            "model.tokenizer.vocab_size=24", "exp_manager.checkpoint_every_n_steps=100", "trainer.log_every_n_steps=1"]
+    step = ASRTask.training_step
+
+    def interrupted_step(self, batch, batch_idx):
+        if self.global_step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the third step
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(ASRTask, "training_step", interrupted_step)
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "SIGINT: stopped at step 3" in err
+    assert torch.load(exp / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    monkeypatch.setattr(ASRTask, "training_step", step)
+    caplog.set_level("INFO")
+    assert main(args) == 0
+    assert "resuming from step 3" in caplog.text
+    assert torch.load(exp / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 5
+    out = capsys.readouterr().out
+    assert "step 4/5 (80%)" in out and "step 5/5 (100%)" in out and "step 3/5" not in out  # plain lines off a tty
+
+
+def test_version_recipes_and_help(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and re.match(r"myna \d+\.\d+", capsys.readouterr().out)
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^contextnet_rnnt_dummy\s+0\.5M params", out, re.M)
+    assert re.search(r"^conformer_transducer_bpe_xlarge\s+6\d\d\.\dM params", out, re.M)
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = capsys.readouterr().out
+    assert "example:" in help_text and "  myna train contextnet_rnnt_dummy \\\n" in help_text
+
+
+def test_unknown_recipe_name_lists_the_installed_ones(capsys):
+    assert main(["train", "no_such_recipe"]) == 2
+    err = capsys.readouterr().err
+    assert "recipe not found: no_such_recipe" in err and "contextnet_rnnt_dummy" in err
+
+
+def test_options_take_dashes_and_underscores(tmp_path, monkeypatch):
+    import myna.data.tarred as tarred
+
+    seen = []
+    monkeypatch.setattr(tarred, "write_tarred_dataset", lambda *a, **k: seen.append((a, k)) or [])
+    for spelling in (["--manifest_path", "m.json", "--target_dir", "t", "--num_shards", "2"],
+                     ["--manifest-path", "m.json", "--target-dir", "t", "--num-shards", "2"]):
+        assert main(["data", "tar", *spelling]) == 0
+    assert seen[0] == seen[1] and seen[0][0] == (["m.json"], "t", 2)
+
+
+def test_transcribe_with_decoding_output_and_device(trained, tmp_path, capsys):
+    _, exp, _ = trained
+    rows = [json.loads(line) for line in (CORPUS / "test.json").read_text().splitlines()[:3]]
+    files = [str(CORPUS / r["audio_filepath"]) for r in rows]
+    model = str(exp / "contextnet_rnnt_dummy.nemo")
+    assert main(["transcribe", "--model", model, "--decoding", "beam", "--beam_size", "2", "--batch-size", "2",
+                 "--device", "cpu", "--output", str(tmp_path / "out.json"), *files]) == 0
+    manifest = [json.loads(line) for line in (tmp_path / "out.json").read_text().splitlines()]
+    assert [m["audio_filepath"] for m in manifest] == files and all("pred_text" in m and m["duration"] > 0
+                                                                    for m in manifest)
+    assert main(["transcribe", "--model", model, "--output", str(tmp_path / "out.jsonl"), *files]) == 0
+    import myna
+
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [x["text"] for x in lines] == myna.load(model).transcribe(files)  # greedy: the Python call's texts
+    capsys.readouterr()
+    assert main(["transcribe", "--model", model, "--device", "cuda:7", *files]) == 2 or __import__("torch").cuda.is_available()

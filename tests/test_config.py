@@ -85,3 +85,9 @@ def test_shipped_recipes_load(repo_root=None):
             assert cfg.model.encoder._target_, path
         else:  # a fine-tuning recipe takes its architecture from the checkpoint it starts from
             assert "init_from_nemo_model" in path.read_text(), path
+
+
+def test_exponent_override_is_a_float_as_hydra_reads_it():
+    cfg = load_config(None, ["model.optim.lr=1e-3", "model.optim.eps=-2.5E-8", "name=1e3x"])
+    assert cfg.model.optim.lr == 0.001 and isinstance(cfg.model.optim.lr, float)
+    assert cfg.model.optim.eps == -2.5e-8 and cfg.name == "1e3x"

@@ -1,6 +1,7 @@
 """evaluate_manifest with every decoding strategy: per-utterance JSON lines, corpus error counts."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from myna.config import load_config
 from myna.evaluate import evaluate_manifest
 from myna.interop.adapter import build_model
 from myna.text import train_sentencepiece
+from myna.text.normalize import ScoringNormalizer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -76,3 +78,24 @@ def test_cli_evaluate_with_beam_and_lm_prints_the_error_counts(tiny_setup, tmp_p
     for field in ("WER:", "CER:", "substitutions=", "insertions=", "deletions=", "RTFx="):
         assert field in printed
     assert main(["evaluate", "--model", "m.nemo", "--manifest", str(manifest), "--lm-weight", "0.3"]) == 2
+
+
+def test_upper_case_references_score_as_the_tokenizer_writes_them(tiny_setup, tmp_path, monkeypatch, capsys):
+    model, manifest, _ = tiny_setup
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    upper = tmp_path / "upper.json"
+    upper.write_text("".join(json.dumps(dict(r, text=r["text"].upper())) + "\n" for r in rows))
+    lower = evaluate_manifest(model, manifest, progress=False)
+    shouted = evaluate_manifest(model, upper, progress=False)
+    assert shouted.rates == lower.rates
+    raw = evaluate_manifest(model, upper, progress=False, normalizer=ScoringNormalizer(None))
+    assert raw.rates.cer > lower.rates.cer  # compared as written, no upper-case letter matches
+    # A character the tokenizer cannot write is counted once, with how often it occurs.
+    accented = tmp_path / "accented.json"
+    accented.write_text("".join(json.dumps(dict(r, text=r["text"] + " café!")) + "\n" for r in rows[:2]))
+    monkeypatch.setattr("myna.load", lambda path: model)
+    assert main(["evaluate", "--model", "m.nemo", "--manifest", str(accented)]) == 0
+    printed = capsys.readouterr().out
+    assert "text normalisation of reference and hypothesis: the tokenizer's (NFKC, lower-cased)" in printed
+    assert re.search(r"^\d+ reference character\(s\) in 2 utterance\(s\) cannot be written by the tokenizer.*'!' x2",
+                     printed, re.M)

@@ -7,7 +7,8 @@ usually ``text``, optionally ``offset`` (seconds into the file) and any other ke
     {"audio_filepath": "audio/0001.flac", "duration": 1.52, "text": "three one four"}
 
 A relative ``audio_filepath`` resolves against the manifest's own folder, so a corpus folder can
-move as a whole. A manifest may be a URL (``s3://``, ``ais://``, ...; :mod:`myna.data.stores`): it
+move as a whole; where no file is there but one is at the path as written (relative to the working
+folder), that one is used, as NeMo does. A manifest may be a URL (``s3://``, ``ais://``, ...; :mod:`myna.data.stores`): it
 is read from the local cache, and its relative audio paths resolve against its remote folder. Bad input is an error naming the manifest file and line; filters count and log
 what they drop.
 
@@ -219,15 +220,19 @@ def _parse_item(item: dict, base: Path, where: str, text_field: str, require_tex
 
 
 def _resolve_audio_path(audio: str, base: Path | str) -> str:
-    """A manifest's audio path: ``~`` expanded, relative paths joined to the manifest's folder
-    (a URL folder for a manifest in a store); URLs stay as they are."""
+    """A manifest's audio path: ``~`` expanded; a relative path joined to the manifest's folder
+    (a URL folder for a manifest in a store), or, as NeMo falls back, taken as written (relative
+    to the working folder) when only that file exists; URLs stay as they are."""
     if is_url(audio):
         return audio
     if isinstance(base, str):
         return resolve_against(audio, join_url(base, "manifest"))
     audio_path = Path(os.path.expanduser(audio))
     if not audio_path.is_absolute():
-        audio_path = base / audio_path
+        beside_manifest = base / audio_path
+        if not beside_manifest.is_file() and audio_path.is_file():
+            return str(audio_path.resolve())
+        audio_path = beside_manifest
     return str(audio_path)
 
 

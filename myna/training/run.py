@@ -25,23 +25,27 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from myna.config import save_config
+from myna.data.check import preflight
 from myna.data.manifest import manifest_paths, read_manifest
 from myna.interop.adapter import PRETRAINING_KINDS, build_model, model_kind
 from myna.interop.nemo import read_nemo, save_nemo, tokenizer_files
 from myna.interop.tensor_files import check_tensor_file
 from myna.text import load_tokenizer, train_sentencepiece
 from myna.training.checkpoint_io import AtomicCheckpointIO
+from myna.training.console import StepProgress, config_summary
 from myna.training.datamodule import ASRDataModule, has_data
 from myna.training.distributed import build_strategy, gathered_model, launch_rank, wait_for_file
 from myna.training.finetune import init_from_checkpoint
 from myna.training.guards import TrainingGuard, pop_guard_options
+from myna.training.interrupt import CheckpointOnInterrupt, TrainingInterrupted
 from myna.training.loader_position import LoaderPosition
 from myna.training.module import ASRTask
 from myna.training.plots import plot_learning_curve, plot_pretraining_curve
 from myna.training.pretraining import pretraining_task
+from myna.training.rerun import RerunError, plan_resume, pop_resume_choice
 from myna.training.state import StepSeeds
 
-__all__ = ["train"]
+__all__ = ["train", "RerunError", "TrainingInterrupted"]
 
 log = logging.getLogger("myna.train")
 
@@ -117,10 +121,36 @@ def _adopt_pretrained_architecture(cfg: DictConfig, exp_dir: Path) -> None:
         cfg.model.tokenizer.dir = str(tok_dir)
 
 
+def _training_texts(cfg: DictConfig) -> list[str]:
+    """The transcripts of ``model.train_ds`` (and its text-only data)."""
+    texts = []
+    for path in _manifests(cfg.model.train_ds.manifest_filepath):
+        texts.extend(entry.text for entry in read_manifest(path, text_field=cfg.model.train_ds.text_field))
+    text_data = cfg.model.train_ds.get("text_data")
+    if text_data and text_data.get("manifest_filepath"):  # hybrid ASR-TTS: the text-only texts count too
+        from myna.data.text_only import read_text_records
+
+        texts.extend(r.text for r in read_text_records(text_data.manifest_filepath,
+                                                        text_field=text_data.get("text_field") or "text"))
+    return texts
+
+
+def _report_unknown_characters(tokenizer, texts: list[str]) -> None:
+    """Say once which characters of the training text the tokenizer turns into ``<unk>``."""
+    from myna.text.normalize import describe_unknown, unknown_characters
+
+    unknown = unknown_characters(tokenizer, texts)
+    if unknown:
+        log.warning("%d character(s) of the training text map to <unk> (the model learns <unk> for them): %s",
+                    sum(unknown.values()), describe_unknown(unknown))
+
+
 def _prepare_tokenizer(cfg: DictConfig, exp_dir: Path):
     tok_cfg = cfg.model.tokenizer
     if tok_cfg.dir:
-        return load_tokenizer(tok_cfg.dir)
+        tokenizer = load_tokenizer(tok_cfg.dir)
+        _report_unknown_characters(tokenizer, _training_texts(cfg))
+        return tokenizer
     out_dir = exp_dir / "tokenizer"
     if tok_cfg.type == "char":  # Hugging Face's character vocabulary of the training text (<pad> = CTC blank)
         from myna.text.characters import CharacterTokenizer
@@ -139,15 +169,7 @@ def _prepare_tokenizer(cfg: DictConfig, exp_dir: Path):
     else:
         if tok_cfg.type != "bpe":
             raise ValueError(f"model.tokenizer.type={tok_cfg.type!r}: only 'bpe' can be trained here")
-        texts = []
-        for path in _manifests(cfg.model.train_ds.manifest_filepath):
-            texts.extend(entry.text for entry in read_manifest(path, text_field=cfg.model.train_ds.text_field))
-        text_data = cfg.model.train_ds.get("text_data")
-        if text_data and text_data.get("manifest_filepath"):  # hybrid ASR-TTS: the text-only texts count too
-            from myna.data.text_only import read_text_records
-
-            texts.extend(r.text for r in read_text_records(text_data.manifest_filepath,
-                                                            text_field=text_data.get("text_field") or "text"))
+        texts = _training_texts(cfg)
         if not texts:
             raise ValueError("model.tokenizer.dir is null and there is no training text to train one from")
         log.info("training a %d-piece BPE tokenizer on %d transcripts -> %s", tok_cfg.vocab_size, len(texts), out_dir)
@@ -155,6 +177,7 @@ def _prepare_tokenizer(cfg: DictConfig, exp_dir: Path):
             train_sentencepiece(texts, tmp, vocab_size=tok_cfg.vocab_size, model_type="bpe",
                                 lowercase=bool(tok_cfg.lowercase))
         tokenizer = load_tokenizer(out_dir)
+        _report_unknown_characters(tokenizer, texts)
     cfg.model.tokenizer.dir = str(out_dir)
     return tokenizer
 
@@ -184,6 +207,13 @@ class _atomic_dir:
 def _next_log_version(logs: Path) -> str:
     taken = [int(p.name[8:]) for p in logs.glob("version_*") if p.name[8:].isdigit()]
     return f"version_{max(taken, default=-1) + 1}"
+
+
+def _tensorboard_installed() -> bool:
+    """TensorBoard is an optional extra (it brings grpcio and protobuf); Lightning's logger needs it."""
+    import importlib.util
+
+    return any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
 
 
 def _trainer_kwargs(cfg: DictConfig) -> dict:
@@ -227,6 +257,9 @@ def _final_evaluation(model, cfg: DictConfig, manifests: list[str]) -> None:
                                    lm_weight=beam.ngram_lm_alpha if beam.ngram_lm_model else 0.0,
                                    score_norm=beam.score_norm)
         print(f"test {path} ({strategy}): {result.rates.summary()}", flush=True)
+        print(f"  {result.normalization}", flush=True)
+        if result.unknown_summary():
+            print(f"  {result.unknown_summary()}", flush=True)
 
 
 def train(cfg: DictConfig) -> Path:
@@ -236,10 +269,18 @@ def train(cfg: DictConfig) -> Path:
     ``torchrun`` and SLURM start them together): rank 0 trains the tokenizer and writes the run
     folder's files, the others wait for the tokenizer and build the same model; each rank builds
     its own loaders once the process group exists (:class:`ASRDataModule`).
+
+    Raises:
+        RerunError: ``exp_dir`` holds a run with another config, or a completed one (see
+            :mod:`myna.training.rerun`).
+        TrainingInterrupted: SIGINT/SIGTERM stopped training after writing ``last.ckpt``.
+        ValueError: the pre-flight data check found problems (:mod:`myna.data.check`).
     """
+    resume_choice = pop_resume_choice(cfg)  # +resume=true: continue despite config changes
     exp_dir = Path(cfg.exp_manager.exp_dir)
+    preflight(cfg.model, cfg.data_check)
     exp_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     devices = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else 1
     rank = launch_rank(devices_per_node=devices)
     pretraining = model_kind(cfg.model) in PRETRAINING_KINDS
@@ -247,6 +288,7 @@ def train(cfg: DictConfig) -> Path:
         wait_for_file(exp_dir / "tokenizer" / "tokenizer.model", timeout_s=float(cfg.distributed.timeout_s),
                       what="the tokenizer")
     _adopt_pretrained_architecture(cfg, exp_dir)
+    plan = plan_resume(cfg, exp_dir, resume_choice)
     tokenizer = None if pretraining else _prepare_tokenizer(cfg, exp_dir)
     for section in ("train_ds", "validation_ds") if pretraining else ():
         if cfg.model[section].get("use_start_end_token"):  # NeMo's SSL configs set it; there is no text
@@ -256,11 +298,11 @@ def train(cfg: DictConfig) -> Path:
         save_config(cfg, exp_dir / "config.yaml")
 
     model = build_model(cfg.model, tokenizer)
-    for source in _init_sources(cfg):
-        # A new tokenizer shows up here as named shape mismatches (embedding, joiner output).
-        init_from_checkpoint(model, source["path"], include=source["include"], exclude=source["exclude"])
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("model: %s, %.2fM parameters", type(model).__name__, n_params / 1e6)
+    if plan.ckpt_path is None:  # a resumed run's weights come from its checkpoint
+        for source in _init_sources(cfg):
+            # A new tokenizer shows up here as named shape mismatches (embedding, joiner output).
+            init_from_checkpoint(model, source["path"], include=source["include"], exclude=source["exclude"])
+    log.info("%s", config_summary(cfg, exp_dir / "config.yaml", model, tokenizer))
 
     if not has_data(cfg.model.train_ds, "train_ds"):
         raise ValueError("model.train_ds.manifest_filepath is required to train")
@@ -290,27 +332,45 @@ def train(cfg: DictConfig) -> Path:
     if em.create_csv_logger:
         loggers.append(CSVLogger(exp_dir, name="logs", version=version))
     if em.create_tensorboard_logger:
-        loggers.append(TensorBoardLogger(exp_dir, name="logs", version=version, default_hp_metric=False))
+        if _tensorboard_installed():
+            loggers.append(TensorBoardLogger(exp_dir, name="logs", version=version, default_hp_metric=False))
+        else:
+            log.warning("no TensorBoard logs: tensorboard is not installed (pip install 'myna[tensorboard]'); "
+                        "the metrics are in logs/%s/metrics.csv and learning_curve.png", version)
+    if em.create_wandb_logger:
+        from myna.training.wandb_logger import build_wandb_logger
+
+        loggers.append(build_wandb_logger(cfg, exp_dir, version))
     ckpt_dir = exp_dir / "checkpoints"
+    interrupt = CheckpointOnInterrupt(ckpt_dir / "last.ckpt")
     callbacks = [
         LoaderPosition(),  # the train loader's position in each checkpoint: exact resumption
         StepSeeds(cfg.seed), guard,  # per-step random streams; bad audio and non-finite batches skipped
         ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False,
                         every_n_train_steps=em.checkpoint_every_n_steps, save_top_k=-1, save_last=True),
+        interrupt,
     ]
     callbacks.extend(_distributed_callbacks(cfg, exp_dir))
     trainer_kwargs["strategy"] = build_strategy(trainer_kwargs, cfg.distributed)
+    # myna's own progress: global step / max steps, ETA, validation WER in %; plain lines off a terminal.
+    if trainer_kwargs.pop("enable_progress_bar"):
+        callbacks.append(StepProgress(max_steps, every_n_steps=trainer_kwargs["log_every_n_steps"]))
     if not has_validation:
         trainer_kwargs["limit_val_batches"] = 0
     # myna's samplers already shard by rank; Lightning must not wrap them in another sampler.
-    trainer = L.Trainer(**trainer_kwargs, logger=loggers or False, callbacks=callbacks,
-                        plugins=[AtomicCheckpointIO()], default_root_dir=exp_dir, use_distributed_sampler=False)
-    resume = ckpt_dir / "last.ckpt"
-    ckpt_path = str(resume) if em.resume_if_exists and resume.exists() else None  # FSDP: a folder
-    if ckpt_path:
-        check_tensor_file(ckpt_path)  # a truncated or unsafe last.ckpt: one line naming it
-        log.info("resuming from %s", ckpt_path)
-    trainer.fit(task, datamodule=data, ckpt_path=ckpt_path)
+    trainer = L.Trainer(**trainer_kwargs, logger=loggers or False, callbacks=callbacks, enable_progress_bar=False,
+                        enable_model_summary=False, plugins=[AtomicCheckpointIO()], default_root_dir=exp_dir,
+                        use_distributed_sampler=False)
+    if plan.ckpt_path:
+        check_tensor_file(plan.ckpt_path)  # a truncated or unsafe last.ckpt: one line naming it
+        for change in plan.changes or []:
+            log.warning("+resume=true: continuing with %s", change)
+        log.info("resuming from step %d (%s)", plan.step, plan.ckpt_path)
+    trainer.fit(task, datamodule=data, ckpt_path=plan.ckpt_path)
+    if em.create_wandb_logger:
+        from myna.training.wandb_logger import finish_wandb
+
+        finish_wandb(loggers)
 
     model_path = exp_dir / f"{cfg.name}.nemo"
     model = gathered_model(trainer, model, lambda: build_model(cfg.model, tokenizer))  # FSDP: from the shards

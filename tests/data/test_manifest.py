@@ -42,6 +42,25 @@ def test_read_manifest_resolves_relative_paths_against_manifest_folder(tmp_path)
     assert entries[1].line == 3 and entries[1].text == "two" and entries[1].offset == 0.0
 
 
+def test_relative_path_falls_back_to_the_working_folder_as_nemo_does(tmp_path, monkeypatch):
+    (tmp_path / "corpus" / "audio").mkdir(parents=True)
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "corpus" / "audio" / "x.wav").write_bytes(b"")
+    (tmp_path / "manifests" / "audio").mkdir()
+    (tmp_path / "manifests" / "audio" / "both.wav").write_bytes(b"")
+    (tmp_path / "corpus" / "audio" / "both.wav").write_bytes(b"")
+    manifest = _write_lines(tmp_path / "manifests" / "m.json", [
+        _item(audio_filepath="corpus/audio/x.wav"),     # only below the working folder
+        _item(audio_filepath="audio/both.wav"),         # beside the manifest wins
+        _item(audio_filepath="corpus/audio/none.wav"),  # nowhere: beside the manifest, as before
+    ])
+    monkeypatch.chdir(tmp_path)
+    paths = [e.audio_filepath for e in read_manifest(manifest)]
+    assert paths == [str(tmp_path / "corpus" / "audio" / "x.wav"),
+                     str(tmp_path / "manifests" / "audio" / "both.wav"),
+                     str(tmp_path / "manifests" / "corpus" / "audio" / "none.wav")]
+
+
 def test_read_manifest_accepts_comma_separated_and_list(tmp_path):
     a = _write_lines(tmp_path / "a.json", [_item(text="one")])
     b = _write_lines(tmp_path / "b.json", [_item(text="two"), _item(text="three")])
