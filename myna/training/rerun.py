@@ -88,6 +88,9 @@ def checkpoint_step(path: Path) -> int:
     """The global step stored in a Lightning checkpoint (memory-mapped: the weights are not read)."""
     import torch
 
+    from myna.interop.tensor_files import check_tensor_file
+
+    check_tensor_file(path)  # truncated, empty or unsafe: one line naming it (issue 12's rule)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # noqa: BLE001 - any unreadable checkpoint gets the same one-line answer
