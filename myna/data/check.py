@@ -345,7 +345,7 @@ def preflight(model_cfg, data_check, sections=("train_ds", "validation_ds", "tes
     """
     import logging
 
-    from myna.data.paths import manifest_paths
+    from myna.data.paths import bucketed_manifest_paths, manifest_paths, weighted_manifest_paths
     from myna.data.stores import is_url
 
     log = logging.getLogger("myna.data")
@@ -356,7 +356,14 @@ def preflight(model_cfg, data_check, sections=("train_ds", "validation_ds", "tes
         ds = model_cfg.get(name)
         if ds is None or not ds.get("manifest_filepath") or ds.get("is_tarred") or ds.get("shar_path"):
             continue
-        paths = [p for p in manifest_paths(ds.manifest_filepath) if not is_url(str(p))]
+        try:
+            listed = manifest_paths(ds.manifest_filepath)
+        except ValueError:  # bucketed ([[b1.json], [b2.json]]) or weighted ([[a.json, 0.7], ...]) lists
+            try:
+                listed = [p for group in bucketed_manifest_paths(ds.manifest_filepath) for p in group]
+            except ValueError:
+                listed = [p for p, _ in weighted_manifest_paths(ds.manifest_filepath)]
+        paths = [p for p in listed if not is_url(str(p))]
         if not paths:
             continue
         report = check_manifests(paths, text_field=ds.get("text_field") or "text",

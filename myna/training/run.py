@@ -149,7 +149,11 @@ def _prepare_tokenizer(cfg: DictConfig, exp_dir: Path):
     tok_cfg = cfg.model.tokenizer
     if tok_cfg.dir:
         tokenizer = load_tokenizer(tok_cfg.dir)
-        _report_unknown_characters(tokenizer, _training_texts(cfg))
+        try:
+            texts = _training_texts(cfg)
+        except ValueError:  # bucketed or weighted manifest lists: the loaders read those, no report here
+            texts = []
+        _report_unknown_characters(tokenizer, texts)
         return tokenizer
     out_dir = exp_dir / "tokenizer"
     if tok_cfg.type == "char":  # Hugging Face's character vocabulary of the training text (<pad> = CTC blank)
