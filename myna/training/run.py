@@ -287,11 +287,11 @@ def train(cfg: DictConfig) -> Path:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     devices = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else 1
     rank = launch_rank(devices_per_node=devices)
+    _adopt_pretrained_architecture(cfg, exp_dir)  # before anything reads the model's kind
     pretraining = model_kind(cfg.model) in PRETRAINING_KINDS
     if not rank.is_zero and not pretraining and not cfg.model.tokenizer.dir:
         wait_for_file(exp_dir / "tokenizer" / "tokenizer.model", timeout_s=float(cfg.distributed.timeout_s),
                       what="the tokenizer")
-    _adopt_pretrained_architecture(cfg, exp_dir)
     plan = plan_resume(cfg, exp_dir, resume_choice)
     tokenizer = None if pretraining else _prepare_tokenizer(cfg, exp_dir)
     for section in ("train_ds", "validation_ds") if pretraining else ():
