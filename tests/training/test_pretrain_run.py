@@ -49,7 +49,7 @@ def pretrained(audio_manifest, tmp_path_factory):
             f"model.validation_ds.manifest_filepath={audio_manifest}", f"exp_manager.exp_dir={exp}"]
     assert main([*args, "trainer.max_steps=2"]) == 0
     first = myna.load(exp)
-    assert main([*args, "trainer.max_steps=3"]) == 0  # resumes from checkpoints/last.ckpt
+    assert main([*args, "trainer.max_steps=3", "+resume=true"]) == 0  # continues from last.ckpt
     return exp, first
 
 
