@@ -54,7 +54,11 @@ def transcribe_files(model, paths: Sequence[str | os.PathLike], strategy: str = 
         raise ValueError(f"--batch-size {batch_size} must be >= 1")
     strategy = resolve_strategy(model, strategy)
     device = pick_device(device) if isinstance(device, str) else device
-    model = model.to(device).eval()
+    if isinstance(model, torch.nn.Module):
+        model = model.to(device)
+    elif device.type != "cpu":  # an inference backend (myna.decoding.backends) built for the CPU
+        raise ValueError(f"--device {device}: this inference backend runs on the CPU; use --device cpu")
+    model = model.eval()
     rate = int(model.preprocessor.sample_rate)
     waves = [load_audio(p, rate) for p in paths]
     order = sorted(range(len(waves)), key=lambda i: waves[i].shape[0])

@@ -288,6 +288,8 @@ def train(cfg: DictConfig) -> Path:
     devices = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else 1
     rank = launch_rank(devices_per_node=devices)
     _adopt_pretrained_architecture(cfg, exp_dir)  # before anything reads the model's kind
+    if not has_data(cfg.model.train_ds, "train_ds"):
+        raise ValueError("model.train_ds.manifest_filepath is required to train (or train_ds.text_data / input_cfg)")
     pretraining = model_kind(cfg.model) in PRETRAINING_KINDS
     if not rank.is_zero and not pretraining and not cfg.model.tokenizer.dir:
         wait_for_file(exp_dir / "tokenizer" / "tokenizer.model", timeout_s=float(cfg.distributed.timeout_s),
