@@ -18,7 +18,7 @@ import torch
 
 from myna.training.module import optimizer_and_schedule
 
-__all__ = ["PretrainingTask", "check_durations", "check_loaders", "pretraining_task", "SSL_CURVE_KEYS"]
+__all__ = ["PretrainingTask", "check_durations", "check_loaders", "SSL_CURVE_KEYS"]
 
 log = logging.getLogger("myna.pretrain")
 
@@ -33,9 +33,11 @@ class PretrainingTask(L.LightningModule):
 
     :param model: e.g. :class:`myna.models.wav2vec2.Wav2Vec2PreTrainingModel`.
     :param optim: ``model.optim`` (name, lr, betas, ..., sched).
-    :param max_steps: for the schedule.
+    :param max_steps: for the schedule (None: epochs x batches, from the trainer).
     :param describe_rows: dataset index -> a name for an utterance (``manifest:line``), used
-        when a batch row turns out too short.
+        when a batch row turns out too short (default: from the data module's training set).
+    :param model_cfg: the ``model`` section; with it, the data module's loaders are checked for
+        utterances too short for the model when fitting starts (:func:`check_loaders`).
     """
 
     def __init__(self, model: torch.nn.Module, optim: Mapping[str, Any], max_steps: Optional[int],
@@ -133,11 +135,3 @@ def check_loaders(model: torch.nn.Module, model_cfg: Mapping, train_loader, val_
     dataset = getattr(train_loader, "dataset", None)
     return (lambda i: dataset.entries[i].where) if hasattr(dataset, "entries") else None
 
-
-def pretraining_task(model: torch.nn.Module, optim: Mapping[str, Any], max_steps: Optional[int],
-                     model_cfg: Mapping) -> PretrainingTask:
-    """The task ``myna train`` / ``myna pretrain`` runs for a pre-training recipe. Each rank's
-    loaders are built by the data module once the process group exists; the task checks their
-    durations when fitting starts (:func:`check_loaders`). ``max_steps`` None: the schedule's
-    length comes from the trainer."""
-    return PretrainingTask(model, optim, max_steps, model_cfg=model_cfg)

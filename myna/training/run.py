@@ -41,7 +41,7 @@ from myna.training.interrupt import CheckpointOnInterrupt, TrainingInterrupted
 from myna.training.loader_position import LoaderPosition
 from myna.training.module import ASRTask
 from myna.training.plots import plot_learning_curve, plot_pretraining_curve
-from myna.training.pretraining import pretraining_task
+from myna.training.pretraining import PretrainingTask
 from myna.training.rerun import RerunError, plan_resume, pop_resume_choice
 from myna.training.state import StepSeeds
 
@@ -323,7 +323,8 @@ def train(cfg: DictConfig) -> Path:
     max_steps = max_steps if max_steps is not None and max_steps > 0 else None
     optim = OmegaConf.to_container(cfg.model.optim, resolve=True)
     if pretraining:
-        task = pretraining_task(model, optim, max_steps, cfg.model)
+        # checks the data module's loaders for too-short utterances when fitting starts
+        task = PretrainingTask(model, optim, max_steps, model_cfg=cfg.model)
     else:
         task = ASRTask(model, optim, max_steps=max_steps, compute_eval_loss=bool(cfg.model.compute_eval_loss))
         task.guard = guard
