@@ -280,12 +280,16 @@ class MelSpectrogramFeaturizer(nn.Module):
             pad_mode="constant",
             return_complex=True,
         )  # (B, n_fft // 2 + 1, T) complex64
-        guard = _SQRT_GUARD if self.use_grads else 0.0
-        x = torch.view_as_real(spec).pow(2).sum(-1).add(guard).sqrt()  # magnitude
+        parts = torch.view_as_real(spec)  # (B, bins, T, 2)
+        x = torch.addcmul(parts[..., 0].square(), parts[..., 1], parts[..., 1])  # |X|^2
+        if self.use_grads:
+            x = x + _SQRT_GUARD  # as NeMo: the magnitude is sqrt(|X|^2 + guard)
+        if self.mag_power != 2.0:  # the power spectrum needs no square root
+            x = x.sqrt()
+            if self.mag_power != 1.0:
+                x = x.pow(self.mag_power)
         if self.training and self.nb_augmentation_prob > 0.0:
             x = self._narrowband(x)
-        if self.mag_power != 1.0:
-            x = x.pow(self.mag_power)
         x = torch.matmul(self.featurizer.fb.to(device=x.device, dtype=torch.float32), x)
         if self.log:
             guard_value = self._log_guard()

@@ -7,9 +7,9 @@ and transcribes files, with the network parts run by the chosen backend:
 - ``"eager"``: the model's own PyTorch modules;
 - ``"compile"``: the encoder through ``torch.compile`` (the search loops stay in Python; the
   first batch of each new shape pays the compilation);
-- ``"int8"``: a copy of the model whose ``nn.Linear`` and ``nn.LSTM`` layers are dynamically
-  quantized to int8 (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations
-  quantized per batch); convolutions stay float32. WER can move: measure it
+- ``"int8"``: a copy of the model whose ``nn.Linear`` layers and 1x1 convolutions are
+  dynamically quantized to int8 (``torch.ao.quantization.quantize_dynamic``: int8 weights,
+  activations quantized per batch); other convolutions and the LSTM stay float32. WER can move: measure it
   (benchmarks/decoding.py reports the delta);
 - ``"onnx"``: the graphs of :mod:`myna.decoding.onnx_export` (encoder, prediction network and
   joiner as separate graphs for Transducers; one graph for CTC) run by onnxruntime, with the same
@@ -50,8 +50,10 @@ class InferenceModel:
     """
 
     def __init__(self, model: nn.Module, backend: str, encoder, prediction_net=None, joint=None,
-                 ctc_log_probs=None, keep: Any = None, strategies: Optional[Sequence[str]] = None):
+                 ctc_log_probs=None, keep: Any = None, strategies: Optional[Sequence[str]] = None,
+                 featurizer=None):
         self.model = model
+        self._featurizer = model.featurize if featurizer is None else featurizer
         self.backend = backend
         self.encoder = encoder
         self._prediction_net, self._joint = prediction_net, joint
@@ -73,7 +75,7 @@ class InferenceModel:
 
     def featurize(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L) float32 waveform, (B,) int64 -> features (B, T, F), lengths (B,) (PyTorch in every backend)."""
-        return self.model.featurize(audio, audio_lengths)
+        return self._featurizer(audio, audio_lengths)
 
     def transducer_parts(self):
         if self._prediction_net is None:
@@ -95,19 +97,20 @@ class InferenceModel:
         return decode(self, encoded, encoded_lengths, strategy=strategy, **decode_options)
 
     def transcribe(self, audio: Any, batch_size: int = 4, strategy: str = "greedy", return_hypotheses: bool = False,
-                   **decode_options) -> list:
-        """Texts (or hypotheses) for audio files / arrays / tensors, in order (as ``model.transcribe``)."""
-        from myna.models.base import Transcript, pad_batch
+                   sort_by_length: bool = True, **decode_options) -> list:
+        """Texts (or hypotheses) for audio files / arrays / tensors, in input order (as ``model.transcribe``;
+        ``sort_by_length`` batches them longest first)."""
+        from myna.models.base import Transcript, pad_batch, transcription_batches
 
         items = [audio] if isinstance(audio, (str, os.PathLike)) or hasattr(audio, "shape") else list(audio)
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         self.eval()
-        hyps: list = []
-        for start in range(0, len(items), batch_size):
-            waves = [self.model._waveform(item, start + i) for i, item in enumerate(items[start:start + batch_size])]
-            padded, lengths = pad_batch(waves)
-            hyps.extend(self.transcribe_batch(padded, lengths, strategy=strategy, **decode_options))
+        hyps: list = [None] * len(items)
+        for batch in transcription_batches(items, batch_size, sort_by_length):
+            padded, lengths = pad_batch([self.model._waveform(items[i], i) for i in batch])
+            for i, hyp in zip(batch, self.transcribe_batch(padded, lengths, strategy=strategy, **decode_options)):
+                hyps[i] = hyp
         if return_hypotheses:
             return hyps
         return [Transcript(h.text or "") for h in hyps]
@@ -137,8 +140,9 @@ def with_backend(model: nn.Module, backend: str = "eager", onnx_dir: str | os.Pa
         return InferenceModel(model, backend, model.encoder, *parts, ctc_log_probs=ctc)
     if backend == "compile":
         encoder = torch.compile(model.encoder, dynamic=True)
+        featurizer = torch.compile(model.preprocessor, dynamic=True)
         parts = model.transducer_parts() if has_transducer else (None, None)
-        return InferenceModel(model, backend, encoder, *parts, ctc_log_probs=ctc)
+        return InferenceModel(model, backend, encoder, *parts, ctc_log_probs=ctc, featurizer=featurizer)
     if backend == "int8":
         quantized = quantize_int8(model)
         parts = quantized.transducer_parts() if has_transducer else (None, None)
@@ -165,11 +169,49 @@ def _has_ctc(model) -> bool:
     return "ctc_greedy" in tuple(model.decoding_strategies)
 
 
+class PointwiseLinear(nn.Module):
+    """A 1x1, stride-1 ``Conv1d`` as an ``nn.Linear`` over channels: (B, C_in, T) -> (B, C_out, T).
+
+    The same arithmetic; as a Linear it can be dynamically quantized (ContextNet and Conformer
+    spend most of their time in these layers).
+    """
+
+    def __init__(self, conv: nn.Conv1d):
+        super().__init__()
+        # The conv's geometry, for code that computes output lengths from it.
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel_size, self.stride, self.padding, self.dilation, self.groups = (1,), (1,), (0,), (1,), 1
+        self.linear = nn.Linear(conv.in_channels, conv.out_channels, bias=conv.bias is not None)
+        with torch.no_grad():
+            self.linear.weight.copy_(conv.weight[:, :, 0])
+            if conv.bias is not None:
+                self.linear.bias.copy_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, T) -> (B, C_out, T)."""
+        return self.linear(x.transpose(1, 2)).transpose(1, 2)
+
+
 def quantize_int8(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with its ``nn.Linear`` and ``nn.LSTM`` layers dynamically quantized to int8."""
+    """A copy of ``model`` whose ``nn.Linear`` and 1x1 ``nn.Conv1d`` layers are dynamically
+    quantized to int8 (the 1x1 convs through :class:`PointwiseLinear`).
+
+    The prediction network's LSTM stays float32: one decoding step of a quantized LSTM is slower
+    on CPU than the float LSTM-cell step :class:`~myna.nn.prediction.RNNTPredictionNetwork` takes.
+    """
     from torch.ao.quantization import quantize_dynamic
 
+    copied = copy.deepcopy(model).eval()
+    for parent in list(copied.modules()):
+        for name, child in list(parent.named_children()):
+            if _is_pointwise(child):
+                setattr(parent, name, PointwiseLinear(child))
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; it still works
         warnings.simplefilter("ignore")
-        return quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear, nn.LSTM}, dtype=torch.qint8)
+        return quantize_dynamic(copied, {nn.Linear}, dtype=torch.qint8)
+
+
+def _is_pointwise(module: nn.Module) -> bool:
+    return (isinstance(module, nn.Conv1d) and module.kernel_size == (1,) and module.stride == (1,)
+            and module.groups == 1 and module.padding in ((0,), "valid") and module.padding_mode == "zeros")
 

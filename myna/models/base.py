@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from myna.audio import load_audio
+from myna.audio import AudioError, audio_info, load_audio
 from myna.decoding.greedy import Hypothesis
 from myna.decoding.timestamps import timestamps as word_timestamps
 
@@ -47,6 +47,32 @@ def pad_batch(waveforms: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Te
     for i, w in enumerate(waveforms):
         audio[i, : w.shape[0]] = w
     return audio, lengths
+
+
+def transcription_batches(items: Sequence["AudioInput"], batch_size: int, sort_by_length: bool = True) -> list[list[int]]:
+    """Input indices per batch for ``transcribe``: longest first when ``sort_by_length``.
+
+    Batching utterances of similar length wastes less work on padding (features, encoder and
+    search all run over the padded width); every model here decodes an utterance the same way in
+    any batch, so only the order of the work changes. File lengths come from the headers
+    (``audio_info``); a file whose header cannot be read sorts as empty and fails, naming
+    itself, when it is loaded.
+    """
+    order = list(range(len(items)))
+    if sort_by_length:
+        order.sort(key=lambda i: -_input_seconds(items[i]))
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def _input_seconds(item) -> float:
+    """Length of one transcribe input: seconds for a file, samples for an array (ranked alike
+    only within one kind, which is all sorting needs)."""
+    if isinstance(item, (str, os.PathLike)):
+        try:
+            return audio_info(item).duration
+        except AudioError:
+            return 0.0
+    return float(len(item)) if hasattr(item, "__len__") else 0.0
 
 
 class SpeechModel(nn.Module):
@@ -118,14 +144,16 @@ class SpeechModel(nn.Module):
 
     def transcribe(self, audio: AudioInput | Sequence[AudioInput], batch_size: int = 4,
                    return_hypotheses: bool = False, timestamps: bool = False,
-                   verbose: bool = False) -> list[str] | list[Hypothesis]:
+                   verbose: bool = False, sort_by_length: bool = True) -> list[str] | list[Hypothesis]:
         """Transcribe audio, as NeMo's ``model.transcribe`` does (greedy decoding).
 
         Args:
             audio: an audio file path, or a list of paths (any format libsndfile reads; resampled
                 to :attr:`sample_rate`, channels averaged), 1-D numpy arrays or 1-D tensors
                 (mono float waveforms at :attr:`sample_rate`), mixed freely.
-            batch_size: utterances per forward pass, in the order given.
+            batch_size: utterances per forward pass.
+            sort_by_length: batch the inputs longest first (less padding; results are returned
+                in input order either way); False batches them in the order given.
             return_hypotheses: return :class:`~myna.decoding.greedy.Hypothesis` objects (tokens,
                 token frames, confidences, ``text``) instead of texts.
             timestamps: also fill each hypothesis' ``timestamp`` with token, word and segment
@@ -146,12 +174,13 @@ class SpeechModel(nn.Module):
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        hyps: list[Hypothesis] = []
+        hyps: list[Hypothesis | None] = [None] * len(items)
         try:
-            for start in tqdm(range(0, len(items), batch_size), desc="transcribe", disable=not verbose, unit="batch"):
-                waves = [self._waveform(item, start + i) for i, item in enumerate(items[start:start + batch_size])]
-                padded, lengths = pad_batch(waves)
-                hyps.extend(self.transcribe_batch(padded.to(device), lengths.to(device)))
+            batches = transcription_batches(items, batch_size, sort_by_length)
+            for batch in tqdm(batches, desc="transcribe", disable=not verbose, unit="batch"):
+                padded, lengths = pad_batch([self._waveform(items[i], i) for i in batch])
+                for i, hyp in zip(batch, self.transcribe_batch(padded.to(device), lengths.to(device))):
+                    hyps[i] = hyp
         finally:
             self.train(was_training)
         if timestamps:

@@ -136,8 +136,33 @@ class RNNTPredictionNetwork(nn.Module):
             inputs = param.new_zeros(batch, 1, self.pred_hidden)
         else:
             inputs = self._embed(tokens.long().reshape(-1, 1))  # (B, 1, H)
+        lstm = self.prediction["dec_rnn"].lstm
+        if not self.training and not torch.is_grad_enabled() and type(lstm) is nn.LSTM and not lstm.proj_size:
+            return self._cell_step(lstm, inputs[:, 0], state)
         out, state = self.prediction["dec_rnn"](inputs, state)
         return out[:, 0], state
+
+    def _cell_step(self, lstm: nn.LSTM, x: torch.Tensor, state: Optional[LSTMState]) -> tuple[torch.Tensor, LSTMState]:
+        """One inference step through ``lstm``'s weights with ``torch.lstm_cell``, layer by layer.
+
+        Same result as ``lstm`` on a length-1 sequence; several times faster on CPU, where
+        ``nn.LSTM`` pays a fixed oneDNN set-up per call that dominates a single step.
+
+        :param x: (B, H) inputs. :return: out (B, H), state (h, c) each (L, B, H).
+        """
+        if state is None:
+            state = self.initial_state(x.size(0), x.device, x.dtype)
+        h, c = state
+        hs, cs = [], []
+        for layer in range(lstm.num_layers):
+            x, c_layer = torch.lstm_cell(
+                x, (h[layer], c[layer]),
+                getattr(lstm, f"weight_ih_l{layer}"), getattr(lstm, f"weight_hh_l{layer}"),
+                getattr(lstm, f"bias_ih_l{layer}"), getattr(lstm, f"bias_hh_l{layer}"),
+            )
+            hs.append(x)
+            cs.append(c_layer)
+        return x, (torch.stack(hs), torch.stack(cs))
 
     @staticmethod
     def select_state(mask: torch.Tensor, new: LSTMState, old: LSTMState) -> LSTMState:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import myna
-from myna.decoding.backends import BACKENDS, quantize_int8, with_backend
+from myna.decoding.backends import BACKENDS, PointwiseLinear, quantize_int8, with_backend
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="the onnx backend needs the onnx extra")
 
@@ -80,13 +80,17 @@ def test_export_writes_icefall_layout_and_meta(exported):
     assert names == (["decoder.onnx", "encoder.onnx", "joiner.onnx"] if meta["kind"] == "transducer" else ["model.onnx"])
 
 
-def test_int8_quantizes_linear_and_lstm_layers_of_a_copy(nemo_fixtures, fixture_batch):
+def test_int8_quantizes_linear_and_pointwise_conv_layers_of_a_copy(nemo_fixtures, fixture_batch):
     model = myna.load(nemo_fixtures / "contextnet_rnnt_bpe.nemo").eval()
     quantized = quantize_int8(model)
     from torch.ao.nn.quantized import dynamic
 
     assert isinstance(quantized.joint.enc, dynamic.Linear) and isinstance(quantized.joint.pred, dynamic.Linear)
-    assert any(isinstance(m, dynamic.LSTM) for m in quantized.decoder.modules())
+    pointwise = [m for m in quantized.encoder.modules() if isinstance(m, PointwiseLinear)]
+    assert pointwise and all(isinstance(m.linear, dynamic.Linear) for m in pointwise)
+    depthwise = [m for m in quantized.encoder.modules() if isinstance(m, torch.nn.Conv1d)]
+    assert depthwise and all(m.groups == m.in_channels for m in depthwise if m.kernel_size != (1,))
+    assert not any(isinstance(m, dynamic.LSTM) for m in quantized.decoder.modules())
     assert type(model.joint.enc).__name__ == "Linear"  # the model itself is untouched
     with torch.no_grad():
         features, lengths = model.featurize(*fixture_batch)

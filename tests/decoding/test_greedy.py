@@ -90,3 +90,51 @@ def test_ctc_greedy_merges_repeats_and_drops_blanks():
     log_probs = torch.nn.functional.one_hot(torch.tensor([frames]), 3).float().log()
     hyp = ctc_greedy_search(log_probs, torch.tensor([8]), blank_id=2)[0]
     assert hyp.tokens == [0, 1, 1] and hyp.timestamps == [0, 4, 6]
+
+
+def _frame_by_frame_greedy(encoded, length, decoder, joint, blank_id, max_symbols):
+    """Reference: the textbook per-frame loop (joiner on one frame, up to max_symbols labels)."""
+    tokens, frames = [], []
+    state = decoder.initial_state(1)
+    out, state = decoder.step(None, state)
+    for t in range(length):
+        for _ in range(max_symbols):
+            logits = joint(encoded[None, t:t + 1], out[:, None])[0, 0, 0]
+            best = int(logits.argmax())
+            if best == blank_id:
+                break
+            tokens.append(best)
+            frames.append(t)
+            out, state = decoder.step(torch.tensor([best]), state)
+    return tokens, frames
+
+
+@pytest.mark.parametrize("lookahead", [1, 2, 5, 16])
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_lookahead_search_equals_frame_by_frame_greedy(lookahead, batch_size):
+    torch.manual_seed(1)
+    decoder = RNNTPredictionNetwork(vocab_size=12, pred_hidden=16, pred_rnn_layers=2).eval()
+    joint = RNNTJoint(encoder_hidden=8, pred_hidden=16, joint_hidden=16, num_classes=12).eval()
+    with torch.no_grad():
+        joint.joint_net[-1].bias[12] += 1.5  # long blank runs, with several labels on some frames
+    encoded = torch.randn(6, 23, 8) * 3
+    lengths = torch.tensor([23, 1, 17, 9, 0, 12])
+    hyps = []
+    for start in range(0, 6, batch_size):
+        hyps += transducer_greedy_search(encoded[start:start + batch_size], lengths[start:start + batch_size],
+                                         decoder, joint, blank_id=12, max_symbols_per_step=3,
+                                         lookahead_frames=lookahead)
+    emitted = 0
+    with torch.no_grad():
+        for b, hyp in enumerate(hyps):
+            tokens, frames = _frame_by_frame_greedy(encoded[b], int(lengths[b]), decoder, joint, 12, 3)
+            assert (hyp.tokens, hyp.timestamps) == (tokens, frames)
+            emitted += len(tokens)
+    assert emitted > 10 and hyps[4].tokens == []
+
+
+def test_lookahead_below_one_is_an_error():
+    decoder, joint = _random_decoder_joint()
+    with pytest.raises(ValueError, match="lookahead_frames"):
+        transducer_greedy_search(torch.randn(1, 3, 8), torch.tensor([3]), decoder, joint, blank_id=12,
+                                 lookahead_frames=0)

@@ -60,3 +60,27 @@ def test_transcribe_restores_training_mode_and_reports_bad_inputs(nemo_fixtures,
     with pytest.raises(ValueError, match="batch_size=0"):
         model.transcribe([np.zeros(1600, np.float32)], batch_size=0)
     assert model.training
+
+
+def test_length_sorted_batches_return_texts_in_input_order(nemo_fixtures, transducer_model, tmp_path):
+    model = myna.load(nemo_fixtures / f"{transducer_model}.nemo")
+    audio, rate = sf.read(nemo_fixtures / "input_single.wav", dtype="float32")
+    paths = []
+    for i, seconds in enumerate([0.3, 1.0, 0.1, 0.6, 0.8]):  # prefixes of one recording, shuffled lengths
+        paths.append(tmp_path / f"{i}.wav")
+        sf.write(paths[-1], audio[: int(seconds * rate)], rate)
+    sorted_hyps = model.transcribe(paths, batch_size=2, return_hypotheses=True)
+    in_order = model.transcribe(paths, batch_size=2, return_hypotheses=True, sort_by_length=False)
+    one_by_one = [model.transcribe(p, return_hypotheses=True)[0] for p in paths]
+    assert [h.tokens for h in sorted_hyps] == [h.tokens for h in in_order] == [h.tokens for h in one_by_one]
+    for got, want in zip(sorted_hyps, one_by_one):
+        assert got.score == pytest.approx(want.score, rel=1e-4, abs=1e-3)
+    assert len({round(h.score, 2) for h in one_by_one}) == 5  # the inputs are told apart (by score)
+
+
+def test_length_sorting_still_names_an_unreadable_file(nemo_fixtures, ctc_model, tmp_path):
+    model = myna.load(nemo_fixtures / f"{ctc_model}.nemo")
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    with pytest.raises(ValueError, match="bad.wav"):
+        model.transcribe([nemo_fixtures / "input_single.wav", bad], batch_size=2)

@@ -193,3 +193,22 @@ def test_ctc_head_matches_nemo_conv_asr_decoder(nemo_fixtures, ctc_head_model):
     expected = torch.from_numpy(ref[expected_key])
     assert log_probs.shape == expected.shape
     assert _max_error(log_probs, expected) <= TOL
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_inference_step_through_lstm_cells_equals_the_lstm(layers):
+    torch.manual_seed(0)
+    net = RNNTPredictionNetwork(vocab_size=10, pred_hidden=12, pred_rnn_layers=layers).eval()
+    tokens = torch.tensor([[3, 0, 9, 10, 4]])  # 10 is blank: the zero input
+    with torch.no_grad():
+        want, (want_h, want_c) = net(tokens)
+        state, steps = None, []
+        out, state = net.step(None, state)
+        steps.append(out)
+        for u in range(tokens.size(1)):
+            out, state = net.step(tokens[:, u], state)
+            steps.append(out)
+    torch.testing.assert_close(torch.stack(steps, dim=1), want, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(state[0], want_h, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(state[1], want_c, atol=1e-6, rtol=1e-5)
+    assert state[0].shape == (layers, 1, 12)
