@@ -417,15 +417,38 @@ def _source_cutset(source: LhotseSource, *, sample_rate: int, shuffle: bool, sha
         path = source.cuts_path
         cuts = CutSet.from_jsonl_lazy(path) if str(path).endswith((".jsonl", ".jsonl.gz")) else CutSet.from_file(path)
     else:  # lhotse_shar
-        shar = source.shar_path
-        if isinstance(shar, (str, os.PathLike)):
-            cuts = CutSet.from_shar(in_dir=shar, shuffle_shards=shuffle,
-                                    seed=shard_seed if shard_seed != "trng" else "randomized")
-        else:
-            cuts = CutSet.from_shar(fields=dict(shar), shuffle_shards=shuffle)
+        cuts = CutSet.from_shar(fields=_shar_fields(source.shar_path, split), shuffle_shards=shuffle,
+                                seed=shard_seed if shard_seed != "trng" else "randomized")
     if tags:
         cuts = cuts.map(partial(_attach_tags, tags=tags))
     return cuts, source.type == "lhotse_shar"
+
+
+def _shar_fields(shar: Any, split: Mapping[str, Any] | None) -> dict[str, list]:
+    """The shard files of a Shar source per field (``cuts``, ``recording``, ...), this rank's only
+    under the ``scatter`` strategy (every ``world_size``-th shard from ``rank``, as for tar shards).
+
+    Args:
+        shar: a Shar directory (Lhotse finds its fields) or a mapping field -> shard paths.
+        split: ``shard_strategy``, ``world_size``, ``rank``; None reads every shard.
+
+    Raises:
+        ValueError: fewer shards than ranks under ``scatter``.
+    """
+    from lhotse.shar.readers.lazy import LazySharIterator
+
+    if isinstance(shar, (str, os.PathLike)):
+        fields = {field: list(paths) for field, paths in LazySharIterator(in_dir=shar).streams.items()}
+    else:
+        fields = {field: list(paths) for field, paths in dict(shar).items()}
+    world_size, rank = (split or {}).get("world_size", 1), (split or {}).get("rank", 0)
+    if (split or {}).get("shard_strategy") == "scatter" and world_size > 1:
+        shards = len(fields.get("cuts", []))
+        if shards < world_size:
+            raise ValueError(f"shar_path {shar}: {shards} Shar shards cannot be scattered over {world_size} ranks "
+                             f"(write more shards, or set tarred_shard_strategy: replicate)")
+        fields = {field: paths[rank::world_size] for field, paths in fields.items()}
+    return fields
 
 
 def _text_cutset(source: LhotseSource, tokenizer: Any, *, shuffle: bool, shard_seed: Any,

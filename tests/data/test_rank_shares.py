@@ -5,7 +5,9 @@ per rank, one epoch (or one pass) is iterated, and the utterance ids are counted
 the split, each utterance exactly once (``replicate``: once per rank, by its meaning).
 """
 
+import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +110,49 @@ def test_lhotse_tarred_replicate_keeps_nemo_behaviour(corpus):
                "shard_seed": "randomized", "tarred_shard_strategy": "replicate"}
     ids, _ = _shares(section)
     assert len(ids[0]) == len(ids[1]) == 12 and ids[0] != ids[1]
+
+
+@pytest.fixture(scope="module")
+def shar_dir(corpus, tmp_path_factory):
+    """The 12 short utterances as a Lhotse Shar directory of 4 shards (3 cuts each)."""
+    from lhotse import CutSet, Recording, SupervisionSegment
+
+    cuts = []
+    with open(corpus["short"]) as f:
+        for line_no, line in enumerate(f, 1):
+            entry = json.loads(line)
+            audio = Path(corpus["short"]).parent / entry["audio_filepath"]  # relative to the manifest
+            recording = Recording.from_file(audio, recording_id=f"utt{line_no}")
+            cut = recording.to_cut()
+            cut.supervisions = [SupervisionSegment(id=cut.id, recording_id=recording.id, start=0.0,
+                                                   duration=recording.duration, text=entry["text"])]
+            cuts.append(cut)
+    out = tmp_path_factory.mktemp("shar")
+    CutSet.from_cuts(cuts).to_shar(out, fields={"recording": "wav"}, shard_size=3)
+    return str(out)
+
+
+@pytest.mark.parametrize("shard_seed", [5, "randomized"])
+def test_lhotse_shar_scatter_splits_shards_over_ranks(shar_dir, shard_seed):
+    section = {"use_lhotse": True, "shar_path": shar_dir, "batch_size": 2, "force_finite": True, "shuffle": True,
+               "shard_seed": shard_seed}
+    ids, _ = _shares(section)
+    assert Counter(ids[0] + ids[1]) == Counter(f"utt{i}" for i in range(1, 13))
+    assert len(ids[0]) == len(ids[1]) == 6  # two shards of three cuts each
+
+
+def test_lhotse_shar_replicate_gives_every_rank_every_cut(shar_dir):
+    section = {"use_lhotse": True, "shar_path": shar_dir, "batch_size": 2, "force_finite": True, "shuffle": True,
+               "shard_seed": "randomized", "tarred_shard_strategy": "replicate"}
+    ids, _ = _shares(section)
+    assert sorted(ids[0]) == sorted(ids[1]) == sorted(f"utt{i}" for i in range(1, 13))
+
+
+def test_lhotse_shar_with_fewer_shards_than_ranks_is_an_error_naming_it(corpus, tmp_path):
+    from lhotse import CutSet, Recording
+
+    first = json.loads(Path(corpus["short"]).read_text().splitlines()[0])["audio_filepath"]
+    recording = Recording.from_file(Path(corpus["short"]).parent / first)
+    CutSet.from_cuts([recording.to_cut()]).to_shar(tmp_path, fields={"recording": "wav"}, shard_size=3)
+    with pytest.raises(ValueError, match="1 Shar shards cannot be scattered over 2 ranks"):
+        _epoch_ids({"use_lhotse": True, "shar_path": str(tmp_path), "batch_size": 2, "force_finite": True}, 0)
