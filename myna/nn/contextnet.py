@@ -29,6 +29,7 @@ from torch.utils.checkpoint import checkpoint
 
 from myna.nn.activations import build_activation
 from myna.nn.conformer import _CheckpointedLayer
+from myna.nn.conv import conv1d_module
 from myna.nn.init import init_weights
 
 __all__ = ["ContextNetEncoder", "ContextNetBlockSpec", "ContextNetBlock", "MaskedConv1d", "SqueezeExcite"]
@@ -298,7 +299,7 @@ class MaskedConv1d(nn.Module):
         x = x * _valid_mask(lengths, x.size(-1)).unsqueeze(1).to(x.dtype)
         if self.pad is not None:
             x = nn.functional.pad(x, self.pad)
-        return _conv1d(self.conv, x), self.output_lengths(lengths)
+        return conv1d_module(self.conv, x), self.output_lengths(lengths)
 
 
 class SqueezeExcite(nn.Module):
@@ -353,29 +354,6 @@ class SqueezeExcite(nn.Module):
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-def _conv1d(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` for (B, C_in, T) float, through faster CPU kernels where they exist.
-
-    oneDNN's depthwise kernel is several times faster on channels-last 2-D input than the
-    Conv1d path, and a 1x1 conv is one matrix product over (B*T, C) rows; both keep the
-    (B, C_out, T') shape (possibly channels-last strided) and the arithmetic of ``conv``.
-    """
-    if not isinstance(conv, nn.Conv1d) or x.device.type != "cpu" or conv.padding_mode != "zeros" \
-            or isinstance(conv.padding, str):
-        return conv(x)  # e.g. an int8 backend's replacement module
-    weight = conv.weight  # (C_out, C_in / groups, K)
-    if conv.groups == 1 and weight.shape[-1] == 1 and conv.stride[0] == 1 and conv.padding[0] == 0:
-        return nn.functional.linear(x.transpose(1, 2), weight[:, :, 0], conv.bias).transpose(1, 2)
-    if conv.groups == x.shape[1] == weight.shape[0] and weight.shape[1] == 1:
-        x2d = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, C, 1, T)
-        out = nn.functional.conv2d(
-            x2d, weight.unsqueeze(2), conv.bias, (1, conv.stride[0]), (0, conv.padding[0]), (1, conv.dilation[0]),
-            conv.groups,
-        )
-        return out.squeeze(2)
-    return conv(x)
-
 
 def _valid_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     """(B, T) bool, True for frames t < lengths[b]."""
