@@ -31,7 +31,6 @@ from myna.nn.attention import (
     RelPositionalEncoding,
     RelPositionMultiHeadAttention,
 )
-from myna.nn.conv import depthwise_conv1d
 from myna.nn.subsampling import ConvSubsampling
 
 __all__ = [
@@ -378,7 +377,11 @@ class ConformerConvolution(nn.Module):
         x = F.glu(F.linear(x, pw1.weight.squeeze(-1), pw1.bias), dim=-1)  # (B, T, D)
         if pad_mask is not None:
             x = x.masked_fill(pad_mask.unsqueeze(-1), 0.0)
-        x = depthwise_conv1d(x.transpose(1, 2), dw.weight, dw.bias, padding=self.padding)  # (B, D, T)
+        x = x.transpose(1, 2)  # (B, D, T)
+        if self.padding[0] == self.padding[1]:
+            x = F.conv1d(x, dw.weight, dw.bias, padding=self.padding[0], groups=dw.groups)
+        else:
+            x = dw(F.pad(x, self.padding))
         if self.norm_type == "layer_norm":
             x = self.batch_norm(x.transpose(1, 2))
         else:

@@ -29,7 +29,6 @@ from torch.utils.checkpoint import checkpoint
 
 from myna.nn.activations import build_activation
 from myna.nn.conformer import _CheckpointedLayer
-from myna.nn.conv import conv1d_module
 from myna.nn.init import init_weights
 
 __all__ = ["ContextNetEncoder", "ContextNetBlockSpec", "ContextNetBlock", "MaskedConv1d", "SqueezeExcite"]
@@ -299,7 +298,7 @@ class MaskedConv1d(nn.Module):
         x = x * _valid_mask(lengths, x.size(-1)).unsqueeze(1).to(x.dtype)
         if self.pad is not None:
             x = nn.functional.pad(x, self.pad)
-        return conv1d_module(self.conv, x), self.output_lengths(lengths)
+        return self.conv(x), self.output_lengths(lengths)
 
 
 class SqueezeExcite(nn.Module):

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from myna.interop.adapter import build
-from myna.nn.contextnet import ContextNetBlockSpec, ContextNetEncoder, MaskedConv1d
+from myna.nn.contextnet import ContextNetBlockSpec, ContextNetEncoder
 
 def _load_nemo(path):
     """(config dict, state dict) from an uncompressed .nemo tar."""
@@ -179,24 +179,3 @@ def test_wrong_feature_size_is_a_value_error():
     with pytest.raises(ValueError, match="80"):
         encoder(torch.randn(1, 20, 64), torch.tensor([20]))
 
-
-@pytest.mark.parametrize("channels_in,channels_out,kernel,stride,dilation,padding,groups", [
-    (16, 16, 5, 1, 1, 2, 16),   # depthwise, 'same'
-    (16, 16, 5, 2, 1, 2, 16),   # depthwise, strided
-    (16, 16, 3, 1, 2, 2, 16),   # depthwise, dilated
-    (16, 16, 5, 1, 1, (4, 0), 16),  # depthwise, causal (asymmetric pad)
-    (16, 24, 1, 1, 1, 0, 1),    # pointwise
-    (16, 24, 1, 2, 1, 0, 1),    # strided 1x1 (residual branch)
-    (16, 24, 5, 1, 1, 2, 1),    # full conv
-])
-def test_fast_cpu_conv_paths_equal_conv1d(channels_in, channels_out, kernel, stride, dilation, padding, groups):
-    torch.manual_seed(0)
-    conv = MaskedConv1d(channels_in, channels_out, kernel, stride, padding, dilation, groups=groups, bias=True)
-    x = torch.randn(3, channels_in, 21)
-    lengths = torch.tensor([21, 13, 4])
-    out, out_lengths = conv(x, lengths)
-    masked = x * (torch.arange(21)[None, :] < lengths[:, None])[:, None, :]
-    if isinstance(padding, tuple):
-        masked = torch.nn.functional.pad(masked, padding)
-    torch.testing.assert_close(out, conv.conv(masked), atol=1e-5, rtol=1e-5)
-    assert out.shape == conv.conv(masked).shape and out_lengths.shape == (3,)
