@@ -34,6 +34,8 @@ __all__ = [
 _STD_GUARD = 1e-5
 # Added inside the magnitude's square root when gradients flow through the featurizer.
 _SQRT_GUARD = 1e-5
+ROW_BY_ROW_PADDING = 0.25
+"""In inference, a batch with more than this fraction of padding samples is featurized row by row."""
 
 # Symmetric windows (periodic=False), as NeMo builds them; "none" means a rectangular window.
 _WINDOWS = {
@@ -248,11 +250,41 @@ class MelSpectrogramFeaturizer(nn.Module):
             )
         grad_context = contextlib.nullcontext() if self.use_grads else torch.no_grad()
         with grad_context, torch.autocast(device_type=audio.device.type, enabled=False):
+            if self._row_by_row(lengths, audio.shape[1]):
+                return self._rows(audio, lengths)
             features = self._mel(audio.float(), lengths)
             feature_lengths = self.get_seq_len(lengths)
             features = self._normalize(features, feature_lengths)
             features = self._mask_and_pad(features, feature_lengths)
         return features.transpose(1, 2).contiguous(), feature_lengths
+
+    def _row_by_row(self, lengths: torch.Tensor, width: int) -> bool:
+        """In inference, rows of a batch that is mostly padding are computed one by one, each over
+        its own samples only (the STFT, mel projection and normalisation of padding are wasted
+        work: 59% of the samples in batches of 32 FSDD digit strings in file order)."""
+        if self.training or self.use_grads or lengths.numel() < 2 or int(lengths.min()) < self.n_fft:
+            return False
+        return 1.0 - float(lengths.sum()) / (lengths.numel() * max(width, 1)) > ROW_BY_ROW_PADDING
+
+    def _rows(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` of each row over its own samples, laid out as the batched call lays out
+        (B, T, output_dim): same width, ``pad_value`` past each row's length. Valid frames agree
+        with the batched computation to float32 rounding (the mel projection's summation order
+        depends on the width), and no longer depend on the other rows of the batch."""
+        rows = [self.forward(audio[b:b + 1, : int(lengths[b])], lengths[b:b + 1]) for b in range(audio.shape[0])]
+        frames = self._frames(audio.shape[1])
+        if self.pad_to > 0 and frames % self.pad_to:
+            frames += self.pad_to - frames % self.pad_to
+        out = audio.new_full((audio.shape[0], frames, self.output_dim), self.pad_value, dtype=torch.float32)
+        for b, (row, _) in enumerate(rows):
+            out[b, : row.shape[1]] = row[0, :frames]
+        return out, torch.cat([row_lengths for _, row_lengths in rows])
+
+    def _frames(self, samples: int) -> int:
+        """STFT frames of a (B, samples) batch (before ``pad_to``)."""
+        if self.stft_pad_amount is not None:  # exact_pad: explicit padding, no centring
+            return (samples + 2 * self.stft_pad_amount - self.n_fft) // self.hop_length + 1
+        return samples // self.hop_length + 1  # centred: n_fft // 2 zeros on each side
 
     def _mel(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, L) float32 waveform -> (B, output_dim, T) float32 (log-)mel, before normalisation."""

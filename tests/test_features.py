@@ -374,3 +374,32 @@ def test_build_spec_augment_from_nemo_config(nemo_fixtures: Path, nemo_model: st
     augment = build_spec_augment(section)
     keys = ("freq_masks", "time_masks", "freq_width", "time_width")
     assert tuple(getattr(augment, k) for k in keys) == tuple(section[k] for k in keys)
+
+
+@pytest.mark.parametrize("options", [dict(pad_to=16, pad_value=-2.0), dict(exact_pad=True, pad_to=0),
+                                     dict(pad_to=0, normalize="all_features")])
+def test_mostly_padded_batches_featurized_row_by_row_equal_the_batched_path(options, monkeypatch) -> None:
+    import myna.features as features_module
+
+    featurizer = _small(**options).eval()
+    torch.manual_seed(0)
+    audio = torch.randn(4, 16000)
+    lengths = torch.tensor([16000, 3000, 1200, 5000])  # 60% padding: computed row by row
+    assert featurizer._row_by_row(lengths, audio.shape[1])
+    by_row, by_row_lengths = featurizer(audio, lengths)
+    monkeypatch.setattr(features_module, "ROW_BY_ROW_PADDING", 1.0)  # force the batched path
+    assert not featurizer._row_by_row(lengths, audio.shape[1])
+    batched, batched_lengths = featurizer(audio, lengths)
+    assert by_row.shape == batched.shape and torch.equal(by_row_lengths, batched_lengths)
+    torch.testing.assert_close(by_row, batched, atol=1e-4, rtol=1e-4)
+    pad_value = options.get("pad_value", 0.0)
+    assert torch.all(by_row[1, int(by_row_lengths[1]):] == pad_value)
+
+
+def test_training_and_short_rows_keep_the_batched_path() -> None:
+    featurizer = _small()
+    lengths = torch.tensor([16000, 1000])
+    assert not featurizer.train()._row_by_row(lengths, 16000)
+    assert featurizer.eval()._row_by_row(lengths, 16000)
+    assert not featurizer._row_by_row(torch.tensor([16000, 100]), 16000)  # a row shorter than one FFT
+    assert not featurizer._row_by_row(torch.tensor([16000, 15000]), 16000)  # little padding
