@@ -36,7 +36,7 @@ from torch import nn
 from myna.decoding import decode
 from myna.decoding.greedy import Hypothesis
 
-__all__ = ["BACKENDS", "InferenceModel", "with_backend"]
+__all__ = ["BACKENDS", "InferenceModel", "LengthGroupedEncoder", "with_backend"]
 
 BACKENDS = ("eager", "compile", "int8", "onnx")
 
@@ -55,7 +55,7 @@ class InferenceModel:
         self.model = model
         self._featurizer = model.featurize if featurizer is None else featurizer
         self.backend = backend
-        self.encoder = encoder
+        self.encoder = LengthGroupedEncoder(encoder)
         self._prediction_net, self._joint = prediction_net, joint
         self._ctc_log_probs = ctc_log_probs
         self._keep = keep  # objects that must live as long as this one (a quantized copy, a temp dir)
@@ -114,6 +114,47 @@ class InferenceModel:
         if return_hypotheses:
             return hyps
         return [Transcript(h.text or "") for h in hyps]
+
+
+class LengthGroupedEncoder:
+    """An encoder call that, on a batch that is mostly padding, runs groups of rows of similar
+    length, each cut to its own longest row, and lays the outputs out as one call would.
+
+    Every encoder here treats the rows of a batch independently (masked convolutions and
+    attention, batch norm with running statistics in inference), so only the padding work goes:
+    FSDD digit strings in file order, batches of 32, are 59% padding. Valid output frames agree
+    with the single call to float32 rounding; frames past a row's output length are not meaningful
+    (as after one call), and zeros past its group's width.
+    """
+
+    def __init__(self, encoder, max_padding: float = 0.25):
+        self.encoder = encoder
+        self.max_padding = max_padding
+
+    def __call__(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, F) features, (B,) int64 lengths -> encoded (B, T', D), lengths (B,)."""
+        batch, width = features.shape[:2]
+        if batch < 2 or 1.0 - float(lengths.sum()) / (batch * max(width, 1)) <= self.max_padding:
+            return self.encoder(features, lengths)
+        order = lengths.argsort(descending=True).tolist()
+        groups: list[list[int]] = []
+        for row in order:
+            if groups and int(lengths[row]) >= (1.0 - self.max_padding) * int(lengths[groups[-1][0]]):
+                groups[-1].append(row)
+            else:
+                groups.append([row])
+        outputs = []
+        for number, rows in enumerate(groups):
+            index = torch.tensor(rows, device=features.device)
+            cut = width if number == 0 else int(lengths[rows[0]])  # the longest group keeps the full width
+            outputs.append((index, *self.encoder(features[index, :cut], lengths[index])))
+        first = outputs[0][1]
+        encoded = first.new_zeros(batch, first.shape[1], first.shape[2])
+        encoded_lengths = outputs[0][2].new_zeros(batch)
+        for index, out, out_lengths in outputs:
+            encoded[index, : out.shape[1]] = out
+            encoded_lengths[index] = out_lengths
+        return encoded, encoded_lengths
 
 
 def with_backend(model: nn.Module, backend: str = "eager", onnx_dir: str | os.PathLike | None = None,

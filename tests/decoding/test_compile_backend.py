@@ -1,4 +1,5 @@
-"""The ``compile`` backend: torch.compile'd featurizer and encoder give the eager numbers and texts.
+"""Inference wrappers: the ``compile`` backend (torch.compile'd featurizer and encoder) gives the eager
+numbers and texts; the length-grouped encoder call equals one call on the valid frames.
 
 Compiling takes tens of seconds on a 2-core CPU, so one small fixture model is compiled once for
 this module.
@@ -32,3 +33,21 @@ def test_compiled_features_and_encoder_equal_eager(eager_and_compiled, nemo_fixt
     valid = torch.arange(encoded.shape[1])[None, :] < encoded_lengths[:, None]
     torch.testing.assert_close(got_encoded[valid], encoded[valid], atol=1e-4, rtol=1e-4)
     assert compiled.transcribe_batch(audio, lengths)[0].tokens == model.transcribe_batch(audio, lengths)[0].tokens
+
+
+@pytest.mark.parametrize("model_name", ["contextnet_rnnt_bpe", "conformer_ctc_bpe", "fastconformer_hybrid_rnnt_ctc_bpe"])
+def test_length_grouped_encoder_equals_one_call_on_valid_frames(nemo_fixtures, model_name):
+    from myna.decoding.backends import LengthGroupedEncoder
+
+    model = myna.load(nemo_fixtures / f"{model_name}.nemo").eval()
+    torch.manual_seed(0)
+    lengths = torch.tensor([160, 31, 150, 60, 33, 158])  # 45% padding: three groups
+    features = torch.randn(6, 160, model.preprocessor.output_dim)
+    grouped = LengthGroupedEncoder(model.encoder)
+    with torch.inference_mode():
+        want, want_lengths = model.encoder(features, lengths)
+        got, got_lengths = grouped(features, lengths)
+    assert got.shape == want.shape and torch.equal(got_lengths, want_lengths)
+    for row, n in enumerate(want_lengths.tolist()):
+        torch.testing.assert_close(got[row, :n], want[row, :n], atol=1e-4, rtol=1e-4)
+    assert torch.all(got[1, want.shape[1] // 2:] == 0)  # past its group's width: zeros
