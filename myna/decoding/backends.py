@@ -180,6 +180,9 @@ def with_backend(model: nn.Module, backend: str = "eager", onnx_dir: str | os.Pa
         parts = model.transducer_parts() if has_transducer else (None, None)
         return InferenceModel(model, backend, model.encoder, *parts, ctc_log_probs=ctc)
     if backend == "compile":
+        if not _has_cxx_compiler() and next(model.parameters()).device.type == "cpu":
+            raise ValueError("the compile backend needs a C++ compiler for CPU code (e.g. apt-get install g++; "
+                             "or set CXX); choose another backend")
         encoder = torch.compile(model.encoder, dynamic=True)
         featurizer = torch.compile(model.preprocessor, dynamic=True)
         parts = model.transducer_parts() if has_transducer else (None, None)
@@ -204,6 +207,13 @@ def with_backend(model: nn.Module, backend: str = "eager", onnx_dir: str | os.Pa
     # The encoder graph ends in the joiner's projection, so a hybrid's CTC head cannot run on it.
     return InferenceModel(model, backend, graphs.encoder, graphs.prediction_net, graphs.joint, keep=keep,
                           strategies=TRANSDUCER_STRATEGIES)
+
+
+def _has_cxx_compiler() -> bool:
+    """Whether torch.compile's CPU code generation finds a C++ compiler ($CXX, c++, g++, clang++)."""
+    import shutil
+
+    return any(shutil.which(name) for name in (os.environ.get("CXX", ""), "c++", "g++", "clang++") if name)
 
 
 def _has_ctc(model) -> bool:
