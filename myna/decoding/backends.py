@@ -116,6 +116,9 @@ class InferenceModel:
         return [Transcript(h.text or "") for h in hyps]
 
 
+_MIN_GROUP_FRAMES = 64
+
+
 class LengthGroupedEncoder:
     """An encoder call that, on a batch that is mostly padding, runs groups of rows of similar
     length, each cut to its own longest row, and lays the outputs out as one call would.
@@ -146,7 +149,9 @@ class LengthGroupedEncoder:
         outputs = []
         for number, rows in enumerate(groups):
             index = torch.tensor(rows, device=features.device)
-            cut = width if number == 0 else int(lengths[rows[0]])  # the longest group keeps the full width
+            # The longest group keeps the full width; no group gets fewer than 64 frames (enough for
+            # every encoder's subsampling, also for rows of length 0).
+            cut = width if number == 0 else min(width, max(int(lengths[rows[0]]), _MIN_GROUP_FRAMES))
             outputs.append((index, *self.encoder(features[index, :cut], lengths[index])))
         first = outputs[0][1]
         encoded = first.new_zeros(batch, first.shape[1], first.shape[2])
