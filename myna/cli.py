@@ -222,8 +222,9 @@ def _cmd_average(args: argparse.Namespace) -> int:
             raise ValueError(f"--steps {args.steps!r}: expected START:END, e.g. 300:600") from None
     exp_dir = Path(args.exp_dir)
     paths = select_checkpoints(exp_dir / "checkpoints", last=args.last, steps=steps)
-    out = write_averaged_nemo(exp_dir, paths, Path(args.out) if args.out else exp_dir / "averaged.nemo")
-    print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}): {out}")
+    out = write_averaged_nemo(exp_dir, paths, Path(args.out) if args.out else exp_dir / "averaged.nemo", ema=args.ema)
+    print(f"averaged {len(paths)} checkpoints{' (EMA weights)' if args.ema else ''} "
+          f"({', '.join(p.name for p in paths)}): {out}")
     return 0
 
 
@@ -458,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--last", type=int, help="average the last N step checkpoints")
     which.add_argument("--steps", help="average the step checkpoints with START <= step <= END, as START:END")
     p.add_argument("--out", help="output .nemo (default EXP_DIR/averaged.nemo)")
+    p.add_argument("--ema", action="store_true", help="average the checkpoints' EMA weights (exp_manager.ema) "
+                   "instead of the trained ones; with --last 1, the EMA of the last checkpoint")
     p.set_defaults(func=_cmd_average)
 
     p = sub.add_parser("tokenizer", help="tokenizer tools")

@@ -7,7 +7,9 @@ step checkpoints or those in a step range. The result is written as a ``.nemo`` 
 run's ``config.yaml`` and tokenizer, so every myna command and NeMo read it.
 
 The EMA is Lightning's ``EMAWeightAveraging`` configured from NeMo's ``exp_manager.ema`` keys:
-validation and the final model use the averaged weights; checkpoints carry both.
+validation and the final model use the averaged weights; checkpoints carry both (Lightning puts
+the EMA in ``state_dict`` and the trained weights in ``current_model_state``). Checkpoint
+averaging reads the trained weights unless asked for the EMA (``ema=True``).
 
 >>> paths = select_checkpoints(exp_dir / "checkpoints", last=5)
 >>> write_averaged_nemo(exp_dir, paths, exp_dir / "averaged.nemo")
@@ -82,22 +84,36 @@ def average_state_dicts(state_dicts: Sequence[Mapping[str, torch.Tensor]]) -> di
     return out
 
 
-def _model_weights(path: Path) -> dict[str, torch.Tensor]:
+def _model_weights(path: Path, ema: bool = False) -> dict[str, torch.Tensor]:
     """The ``model.`` weights of a Lightning checkpoint of ``ASRTask``, without the prefix: one file,
-    or the folder of an FSDP sharded checkpoint (its shards gathered in memory)."""
+    or the folder of an FSDP sharded checkpoint (its shards gathered in memory).
+
+    A run with ``exp_manager.ema`` keeps the trained weights under ``current_model_state`` and the
+    EMA under ``state_dict``: the trained ones are read unless ``ema``.
+
+    Raises:
+        ValueError: naming the checkpoint, when it is not myna's or holds no EMA but ``ema`` asks for one.
+    """
     if path.is_dir():
         from lightning.fabric.utilities.load import _load_distributed_checkpoint
 
-        state = _load_distributed_checkpoint(path).get("model")
+        checkpoint = _load_distributed_checkpoint(path)
+        state, trained = checkpoint.get("model"), None
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True).get("state_dict")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        state, trained = checkpoint.get("state_dict"), checkpoint.get("current_model_state")
+    if ema and trained is None:
+        raise ValueError(f"{path}: holds no EMA of the weights (was exp_manager.ema.enable set?)")
+    if not ema and trained is not None:
+        state = trained
     if state is None:
         raise ValueError(f"{path}: not a myna training checkpoint (no state_dict)")
     return {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
 
 
-def write_averaged_nemo(exp_dir: Path, checkpoints: Sequence[Path], out: Path) -> Path:
-    """Average ``checkpoints`` of the run in ``exp_dir`` and write the model as a ``.nemo``."""
+def write_averaged_nemo(exp_dir: Path, checkpoints: Sequence[Path], out: Path, ema: bool = False) -> Path:
+    """Average ``checkpoints`` of the run in ``exp_dir`` and write the model as a ``.nemo``
+    (their trained weights, or their EMA weights with ``ema``; one checkpoint is written as it is)."""
     from myna.config import load_config
     from myna.interop.adapter import build_model
     from myna.interop.nemo import save_nemo
@@ -109,12 +125,13 @@ def write_averaged_nemo(exp_dir: Path, checkpoints: Sequence[Path], out: Path) -
         raise ValueError(f"{exp_dir}: no config.yaml (not a myna run folder)")
     cfg = load_config(config_path)
     model = build_model(cfg.model, load_tokenizer(cfg.model.tokenizer.dir))
-    averaged = average_state_dicts([_model_weights(Path(p)) for p in checkpoints])
+    averaged = average_state_dicts([_model_weights(Path(p), ema=ema) for p in checkpoints])
     missing, unexpected = model.load_state_dict(averaged, strict=False)
     if missing or unexpected:
         raise ValueError(f"{checkpoints[0]}: weights do not fit {config_path}: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
-    log.info("averaged %d checkpoints: %s", len(checkpoints), ", ".join(Path(p).name for p in checkpoints))
+    log.info("averaged %d checkpoints%s: %s", len(checkpoints), " (EMA weights)" if ema else "",
+             ", ".join(Path(p).name for p in checkpoints))
     return save_nemo(model.eval(), out, config=cfg)
 
 

@@ -50,3 +50,18 @@ def test_ema_takes_nemos_keys_and_is_off_by_default():
         ema_callback({"enable": True, "validate_original_weights": True})
     with pytest.raises(ValueError, match=r"decay must be in \(0, 1\)"):
         ema_callback({"enable": True, "decay": 1.0})
+
+
+def test_checkpoints_of_an_ema_run_are_averaged_by_their_trained_weights_unless_ema_is_asked(tmp_path):
+    from myna.training.averaging import _model_weights
+
+    trained = {"model.w": torch.tensor([1.0]), "other.x": torch.tensor([5.0])}
+    ema = {"model.w": torch.tensor([3.0])}
+    # Lightning's EMAWeightAveraging: the EMA in state_dict, the trained weights in current_model_state
+    torch.save({"state_dict": ema, "current_model_state": trained}, tmp_path / "step10.ckpt")
+    torch.save({"state_dict": trained}, tmp_path / "step20.ckpt")
+    assert _model_weights(tmp_path / "step10.ckpt") == {"w": torch.tensor([1.0])}
+    assert _model_weights(tmp_path / "step10.ckpt", ema=True) == {"w": torch.tensor([3.0])}
+    assert _model_weights(tmp_path / "step20.ckpt") == {"w": torch.tensor([1.0])}
+    with pytest.raises(ValueError, match=r"step20.ckpt: holds no EMA of the weights"):
+        _model_weights(tmp_path / "step20.ckpt", ema=True)
