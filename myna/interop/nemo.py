@@ -212,7 +212,12 @@ def write_nemo(path: str | Path, config: Mapping[str, Any], state_dict: Mapping[
                 tar.addfile(info, io.BytesIO(data))
 
             add(CONFIG_MEMBER, yaml.safe_dump(dict(config), sort_keys=False).encode("utf-8"))
-            add(WEIGHTS_MEMBER, _weights_bytes(state_dict))
+            with tempfile.TemporaryFile(dir=path.parent) as weights:  # on disk: no copy of the weights in memory
+                torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, weights)
+                info = tarfile.TarInfo("./" + WEIGHTS_MEMBER)
+                info.size = weights.tell()
+                weights.seek(0)
+                tar.addfile(info, weights)
             for name, data in dict(artifacts).items():
                 add(name, data if isinstance(data, bytes) else Path(data).read_bytes())
         os.replace(tmp_name, path)

@@ -134,15 +134,29 @@ def build_strategy(trainer_cfg: Mapping[str, Any], dist_cfg: Mapping[str, Any]) 
     return name
 
 
+RANK_OPTIMIZER_FILE = "optimizer.rank{}.pt"
+
+
 def _fsdp_on_any_device() -> type:
+    import torch
     from lightning.pytorch.strategies import FSDPStrategy
 
     class FSDPOnAnyDevice(FSDPStrategy):
-        """Lightning's FSDPStrategy, allowed on CPU processes (gloo) as well: torch's FSDP needs the
-        CPU named as its device there (it otherwise looks for an accelerator)."""
+        """Lightning's FSDPStrategy, allowed on CPU processes (gloo) as well, with myna's sharded
+        checkpoints.
+
+        On CPU, torch's FSDP needs the CPU named as its device (it otherwise looks for an
+        accelerator). A sharded checkpoint (``state_dict_type: sharded``) is a folder: the model's
+        shards in torch's distributed-checkpoint format (``myna average`` and a resume on another
+        world size read them), Lightning's ``meta.pt``, and one ``optimizer.rank<R>.pt`` per rank
+        with that rank's own optimizer state as the optimizer keeps it (no gathering or
+        re-sharding, so any optimizer's state fits, bitsandbytes' 8-bit AdamW included: its
+        per-block absmax and quantile maps are not parameter-shaped, which torch's
+        ``FSDP.optim_state_dict`` requires). The folder is written under a temporary name and
+        renamed into place once every rank has written its part.
+        """
 
         def _setup_model(self, model: Any) -> Any:
-            import torch
             from torch.distributed.fsdp import FullyShardedDataParallel
 
             if self.root_device.type != "cpu" or any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
@@ -153,20 +167,86 @@ def _fsdp_on_any_device() -> type:
                                             **self.kwargs)
 
         def optimizer_state(self, optimizer: Any) -> Any:
+            inner = getattr(optimizer, "_optimizer", optimizer)
+            if self._state_dict_type == "sharded":
+                return inner.state_dict()  # this rank's shard of the state, as is (saved per rank)
             try:
                 return super().optimizer_state(optimizer)
             except RuntimeError as err:
-                inner = getattr(optimizer, "_optimizer", optimizer)
                 if type(inner).__module__.startswith("bitsandbytes"):
                     raise ValueError(
-                        f"trainer.strategy=fsdp cannot checkpoint {type(inner).__name__}'s state: torch's "
-                        f"FSDP.optim_state_dict expects every tensor of an optimizer state to have its "
-                        f"parameter's (shard's) shape, and bitsandbytes keeps per-block absmax and a 256-entry "
-                        f"quantile map beside the 8-bit moments ({err}). Use model.optim.name=adamw with fsdp, "
-                        f"or adamw8bit with ddp") from None
+                        f"distributed.fsdp.state_dict_type=full cannot checkpoint {type(inner).__name__}'s state: "
+                        f"torch's FSDP.optim_state_dict expects every tensor of an optimizer state to have its "
+                        f"parameter's shape, and bitsandbytes keeps per-block absmax and a 256-entry quantile map "
+                        f"beside the 8-bit moments ({err}). Use distributed.fsdp.state_dict_type=sharded "
+                        f"(the default: one optimizer file per rank)") from None
                 raise
 
+        def save_checkpoint(self, checkpoint: dict, filepath: Any, storage_options: Any = None) -> None:
+            if self._state_dict_type != "sharded":
+                return super().save_checkpoint(checkpoint, filepath, storage_options)
+            import shutil
+
+            final = Path(self.broadcast(str(filepath)))
+            tmp = final.with_name(f".{final.name}.tmp")
+            if self.global_rank == 0:  # left by a run that stopped while writing
+                shutil.rmtree(tmp, ignore_errors=True)
+            self.barrier("myna_ckpt_start")
+            optimizer_states = checkpoint.pop("optimizer_states", [])
+            super().save_checkpoint(checkpoint, tmp, storage_options)  # model shards (collective) + meta.pt
+            from myna.training.checkpoint_io import atomic_torch_save
+
+            atomic_torch_save({"world_size": self.world_size, "rank": self.global_rank,
+                               "optimizer_states": optimizer_states}, tmp / RANK_OPTIMIZER_FILE.format(self.global_rank))
+            self.barrier("myna_ckpt_written")
+            if self.global_rank == 0:
+                _replace_folder(tmp, final)
+            self.barrier("myna_ckpt_renamed")
+
+        def load_checkpoint(self, checkpoint_path: Any, weights_only: Any = None) -> Any:
+            path = Path(self.broadcast(str(checkpoint_path)))
+            if not (path.is_dir() and (path / RANK_OPTIMIZER_FILE.format(0)).is_file()):
+                return super().load_checkpoint(checkpoint_path, weights_only)  # Lightning's own layouts
+            from lightning.fabric.strategies.fsdp import _distributed_checkpoint_load, _get_sharded_state_dict_context
+            from lightning.pytorch.trainer.states import TrainerFn
+
+            saved_ranks = len(list(path.glob(RANK_OPTIMIZER_FILE.format("*"))))
+            fitting = self.lightning_module.trainer.state.fn == TrainerFn.FITTING and self.optimizers
+            if fitting and saved_ranks != self.world_size:
+                raise ValueError(
+                    f"{path}: written by {saved_ranks} FSDP ranks, this run has {self.world_size}; each rank's "
+                    f"optimizer state is its own shard, so resume with {saved_ranks} processes (or start a new run "
+                    f"from the weights: init_from_pretrained_model={path})")
+            with _get_sharded_state_dict_context(self.model):
+                module_state = {"model": self.model.state_dict()}
+                _distributed_checkpoint_load(module_state, path)
+                self.model.load_state_dict(module_state["model"], strict=self.lightning_module.strict_loading)
+            if fitting:
+                own = torch.load(path / RANK_OPTIMIZER_FILE.format(self.global_rank), map_location=self.root_device,
+                                 weights_only=True)
+                if own.get("world_size") != self.world_size or len(own["optimizer_states"]) != len(self.optimizers):
+                    raise ValueError(f"{path}: optimizer file of rank {self.global_rank} was written by a run with "
+                                     f"{own.get('world_size')} ranks and {len(own['optimizer_states'])} optimizer(s)")
+                for optimizer, state in zip(self.optimizers, own["optimizer_states"]):
+                    optimizer.load_state_dict(state)
+            return torch.load(path / "meta.pt", weights_only=weights_only)
+
     return FSDPOnAnyDevice
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Put the folder ``new`` at ``target``: renames only, so ``target`` is never a half-written
+    folder (between the two renames it is briefly absent; the previous one is then ``.<name>.old``)."""
+    import shutil
+
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.is_dir():
+        os.replace(target, old)
+    elif target.exists():
+        target.unlink()
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _fsdp_wrapped_classes() -> set[type]:
@@ -193,6 +273,10 @@ def gathered_model(trainer: Any, model: Any, rebuild: Any) -> Any:
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     wrapped = trainer.strategy.model
+    # Training is over: its gradients and optimizer state go before the full weights are gathered.
+    wrapped.zero_grad(set_to_none=True)
+    for optimizer in trainer.strategy.optimizers:
+        optimizer.state.clear()
     on_accelerator = trainer.strategy.root_device.type != "cpu"  # offloading CPU tensors to the CPU crashes
     with FSDP.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT,
                               FullStateDictConfig(offload_to_cpu=on_accelerator, rank0_only=True)):

@@ -25,7 +25,8 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["RerunError", "ResumePlan", "plan_resume", "config_differences", "pop_resume_choice", "checkpoint_step"]
+__all__ = ["RerunError", "ResumePlan", "plan_resume", "config_differences", "pop_resume_choice", "checkpoint_step",
+           "is_checkpoint", "checkpoint_state_file"]
 
 log = logging.getLogger("myna.train")
 
@@ -84,12 +85,25 @@ def config_differences(saved: dict, new: dict, exp_dir: Path) -> list[str]:
     return diffs
 
 
+def is_checkpoint(path: Path) -> bool:
+    """A checkpoint file, or the folder of an FSDP sharded checkpoint (its ``meta.pt`` present)."""
+    path = Path(path)
+    return path.is_file() or (path.is_dir() and (path / "meta.pt").is_file())
+
+
+def checkpoint_state_file(path: Path) -> Path:
+    """The file holding a checkpoint's training state: the file itself, or a sharded folder's ``meta.pt``."""
+    path = Path(path)
+    return path / "meta.pt" if path.is_dir() else path
+
+
 def checkpoint_step(path: Path) -> int:
     """The global step stored in a Lightning checkpoint (memory-mapped: the weights are not read)."""
     import torch
 
     from myna.interop.tensor_files import check_tensor_file
 
+    path = checkpoint_state_file(path)
     check_tensor_file(path)  # truncated, empty or unsafe: one line naming it (issue 12's rule)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -111,15 +125,15 @@ def plan_resume(cfg: DictConfig, exp_dir: Path, resume_choice: bool | None) -> R
     last = exp_dir / "checkpoints" / "last.ckpt"
     explicit = em.get("resume_from_checkpoint")
     if explicit:
-        if not Path(explicit).is_file():
+        if not is_checkpoint(Path(explicit)):
             raise RerunError(f"exp_manager.resume_from_checkpoint: {explicit} does not exist")
         return ResumePlan(str(explicit), checkpoint_step(Path(explicit)))
     if not em.resume_if_exists:
-        if last.is_file():
+        if is_checkpoint(last):
             log.warning("exp_manager.resume_if_exists=false: training %s from scratch; its checkpoints are "
                         "replaced as new ones are written", exp_dir)
         return ResumePlan(None)
-    if not last.is_file():
+    if not is_checkpoint(last):
         if (exp_dir / "config.yaml").is_file() and not em.get("resume_ignore_no_checkpoint", True):
             raise RerunError(f"exp_manager.resume_if_exists: no checkpoint in {exp_dir / 'checkpoints'} to resume "
                              "from (set exp_manager.resume_ignore_no_checkpoint=true to start from scratch)")

@@ -42,7 +42,7 @@ from myna.training.loader_position import LoaderPosition
 from myna.training.module import ASRTask
 from myna.training.plots import plot_learning_curve, plot_pretraining_curve
 from myna.training.pretraining import PretrainingTask
-from myna.training.rerun import RerunError, plan_resume, pop_resume_choice
+from myna.training.rerun import RerunError, checkpoint_state_file, plan_resume, pop_resume_choice
 from myna.training.state import StepSeeds
 
 __all__ = ["train", "RerunError", "TrainingInterrupted"]
@@ -369,7 +369,7 @@ def train(cfg: DictConfig) -> Path:
                         enable_model_summary=False, plugins=[AtomicCheckpointIO()], default_root_dir=exp_dir,
                         use_distributed_sampler=False)
     if plan.ckpt_path:
-        check_tensor_file(plan.ckpt_path)  # a truncated or unsafe last.ckpt: one line naming it
+        check_tensor_file(checkpoint_state_file(plan.ckpt_path))  # a truncated or unsafe last.ckpt: one line naming it
         for change in plan.changes or []:
             log.warning("+resume=true: continuing with %s", change)
         log.info("resuming from step %d (%s)", plan.step, plan.ckpt_path)

@@ -164,3 +164,58 @@ def test_myna_average_writes_the_mean_of_the_last_checkpoints_as_a_nemo(two_rank
         expected = sum(s[f"model.{key}"].double() for s in states) / 3
         assert torch.allclose(averaged[key].double(), expected, atol=1e-7), key
     assert main(["average", str(two_rank_run), "--steps", "100:200"]) == 2  # a clear error, no traceback
+
+
+FSDP = ["trainer.devices=2", "trainer.strategy=fsdp"]
+
+
+def test_fsdp_starts_from_the_same_weights_and_follows_the_ddp_curve_and_exports_one_nemo(corpus, two_rank_run,
+                                                                                          tmp_path):
+    """FSDP (full shard, each Conformer layer a unit) on 2 ranks vs DDP on 2 ranks, same seed: the
+    same initial weights (step 0's loss), the same curve, and the .nemo gathered from the shards
+    holds the DDP run's weights."""
+    import torch
+
+    import myna
+
+    exp = tmp_path / "fsdp"
+    run_myna(deterministic_overrides(corpus, exp, 4) + FSDP)
+    ddp, fsdp = losses(two_rank_run), losses(exp)
+    assert list(fsdp) == list(range(STEPS))
+    assert fsdp[0] == pytest.approx(ddp[0], rel=1e-6, abs=0)  # same initial weights
+    assert list(fsdp.values()) == pytest.approx(list(ddp.values()), rel=1e-5, abs=0)
+    last = exp / "checkpoints" / "last.ckpt"
+    assert last.is_dir() and sorted(p.name for p in last.glob("optimizer.rank*.pt")) == \
+        ["optimizer.rank0.pt", "optimizer.rank1.pt"]
+    assert not list((exp / "checkpoints").glob(".*"))  # no temporary folder left behind
+    sa = myna.load(exp / "conformer_ctc_small.nemo").state_dict()
+    sb = myna.load(two_rank_run / "conformer_ctc_small.nemo").state_dict()
+    assert sa.keys() == sb.keys()
+    assert max((sa[k].float() - sb[k].float()).abs().max().item() for k in sa) < 1e-4
+
+
+def test_fsdp_with_8bit_adamw_checkpoints_per_rank_and_resumes_the_same_curve(corpus, tmp_path):
+    """bitsandbytes' 8-bit AdamW under FSDP: each rank's 8-bit state is saved in its own file beside
+    the model shards; a run stopped at step 6 (mid-epoch) and resumed continues the uninterrupted
+    run's losses."""
+    import torch
+
+    pytest.importorskip("bitsandbytes")
+    steps = 8
+    extra = FSDP + ["model.optim.name=adamw8bit", "model.optim.sched=null"]  # the LR does not depend on max_steps
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    run_myna(deterministic_overrides(corpus, whole, 4, steps=steps) + extra)
+    run_myna(deterministic_overrides(corpus, cut, 4, steps=6) + extra)
+    ckpt = cut / "checkpoints" / "last.ckpt"
+    own = torch.load(ckpt / "optimizer.rank1.pt", weights_only=True)
+    assert own["world_size"] == 2 and own["rank"] == 1
+    def tensors(tree):
+        return [tree] if isinstance(tree, torch.Tensor) else \
+            [t for v in tree.values() for t in tensors(v)] if isinstance(tree, dict) else []
+
+    # the 8-bit moments with their per-block absmax, as bitsandbytes keeps them
+    assert any(t.dtype == torch.uint8 for t in tensors(own["optimizer_states"][0]["state"]))
+    run_myna(deterministic_overrides(corpus, cut, 4, steps=steps) + extra + ["+resume=true"])
+    reference, resumed = losses(whole), losses(cut)
+    assert list(resumed) == list(range(steps))
+    assert [resumed[s] for s in (6, 7)] == pytest.approx([reference[s] for s in (6, 7)], rel=1e-5, abs=0)
