@@ -2,7 +2,7 @@
 
     python benchmarks/distributed.py equivalence [--steps 20]   # 1 x 2b vs 2 x b under each launcher
     python benchmarks/distributed.py kill                        # a rank killed mid-run, then resumed
-    python benchmarks/distributed.py fsdp [--layers 8 --d-model 512]   # peak RSS per rank, DDP vs FSDP
+    python benchmarks/distributed.py fsdp [--layers 16 --d-model 512]  # peak RSS per rank, DDP vs FSDP
     python benchmarks/distributed.py all
 
 Every run is ``myna train`` (or its ``train()`` under ``torchrun``) in fresh processes, on FSDD
@@ -21,8 +21,10 @@ section prints a table and the command behind each row. Threads: ``OMP_NUM_THREA
   how long the survivors take to stop and what they print; then the same command again, and its
   losses after the resume against an uninterrupted run.
 - fsdp: peak RSS per rank (and above the start-up footprint) of a few steps of a Conformer-CTC
-  under DDP and FSDP (full shard), with AdamW and bitsandbytes' 8-bit AdamW; the sharded
-  checkpoint resumed for one more step and exported to one ``.nemo``.
+  under DDP and FSDP (full shard), with AdamW and bitsandbytes' 8-bit AdamW, under glibc's
+  default allocator settings and with a fixed mmap threshold (freed tensors go back to the
+  system); each FSDP run's sharded checkpoint resumed for one more step and exported to one
+  ``.nemo``.
 """
 
 from __future__ import annotations
@@ -221,21 +223,35 @@ FSDP_WORKER = r"""
 import json, os, resource, sys, time
 def rss_kb():
     return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') // 1024
+def peak_kb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start_rss = rss_kb()
+import lightning as L
+import myna.training.run as run
 from myna.config import load_config
-from myna.training.run import train
 import_rss = rss_kb()
+marks = {}
+class Marks(L.Callback):  # the peak so far when training ends, before the model is gathered and exported
+    def on_train_end(self, trainer, pl_module):
+        marks["train_end_peak_kb"] = peak_kb()
+callbacks = run._distributed_callbacks
+run._distributed_callbacks = lambda cfg, exp: callbacks(cfg, exp) + [Marks()]
 cfg = load_config(sys.argv[1], sys.argv[3:])
 t0 = time.monotonic()
-train(cfg)
+run.train(cfg)
 out = {"rank": int(os.environ.get("RANK", 0)), "start_rss_kb": start_rss, "after_import_rss_kb": import_rss,
-       "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "train_s": time.monotonic() - t0}
+       "peak_rss_kb": peak_kb(), "train_s": time.monotonic() - t0, **marks}
 with open(sys.argv[2] + f".rank{out['rank']}.json", "w") as f:
     json.dump(out, f)
 """
 
+# glibc keeps freed blocks below its (self-raising) mmap threshold in the heap, so a process's RSS
+# stays at its high-water mark; a fixed threshold returns each freed tensor of 256 KiB or more.
+ALLOCATORS = {"glibc default": {}, "MALLOC_MMAP_THRESHOLD_=262144": {"MALLOC_MMAP_THRESHOLD_": "262144"}}
 
-def fsdp(work: Path, layers: int, d_model: int, steps: int = 3, strategies: tuple[str, ...] = ("ddp", "fsdp")) -> None:
+
+def fsdp(work: Path, layers: int, d_model: int, steps: int = 3, strategies: tuple[str, ...] = ("ddp", "fsdp"),
+         allocators: tuple[str, ...] = tuple(ALLOCATORS)) -> None:
     data = corpus(work)
     root = work / "fsdp"
     root.mkdir(parents=True, exist_ok=True)
@@ -243,55 +259,69 @@ def fsdp(work: Path, layers: int, d_model: int, steps: int = 3, strategies: tupl
     worker.write_text(FSDP_WORKER)
     rec = str(REPO / "conf" / "conformer_ctc_small.yaml")
     size = [f"model.encoder.n_layers={layers}", f"model.encoder.d_model={d_model}", "model.encoder.n_heads=8"]
-    rows = []
-    for strategy in strategies:
-        for optim in ("adamw", "adamw8bit"):
-            exp = root / f"{strategy}_{optim}"
-            shutil.rmtree(exp, ignore_errors=True)  # a fresh run, not a resumed one
-            # FSDP cannot checkpoint bitsandbytes' 8-bit state (see myna.training.distributed): no checkpoint there
-            every = 1000 if (strategy, optim) == ("fsdp", "adamw8bit") else 2
-            args = common(data, exp, steps, 4, size + [f"model.optim.name={optim}", f"trainer.strategy={strategy}",
-                                                        "trainer.devices=2", f"exp_manager.checkpoint_every_n_steps={every}",
-                                                        "exp_manager.log_utterance_ids=false"])
-            stats = root / f"{strategy}_{optim}"
-            cmd = torchrun(2)[:-2] + [str(worker), rec, str(stats), *args]
-            try:
-                run(cmd, root / f"{strategy}_{optim}.log")
-                ranks = [json.loads(Path(f"{stats}.rank{r}.json").read_text()) for r in (0, 1)]
-                rows.append((strategy, optim, max(r["peak_rss_kb"] for r in ranks) / 1024,
-                             max(r["peak_rss_kb"] - r.get("after_import_rss_kb", r["start_rss_kb"])
-                                 for r in ranks) / 1024, "ok"))
-            except subprocess.CalledProcessError:
-                tail = (root / f"{strategy}_{optim}.log").read_text().strip().splitlines()[-1:]
-                rows.append((strategy, optim, float("nan"), float("nan"), f"failed: {tail[0][:160] if tail else ''}"))
-    resume_note = ""
-    exp = root / "fsdp_adamw"
-    if (exp / "checkpoints" / "last.ckpt").is_dir():  # the sharded checkpoint resumes, the .nemo is one file
-        args = common(data, exp, steps + 1, 4, size + ["model.optim.name=adamw", "trainer.strategy=fsdp",
-                                                       "trainer.devices=2", "exp_manager.checkpoint_every_n_steps=2",
-                                                       "exp_manager.log_utterance_ids=false"])
-        log = root / "fsdp_adamw_resumed.log"
-        try:
-            run(torchrun(2)[:-2] + [str(worker), rec, str(root / "fsdp_resumed"), *args], log)
-            text = log.read_text()
-            resumed = [line for line in text.splitlines() if "resuming from" in line or "Restored all states" in line]
+    rows, params = [], None
+
+    def args_for(exp: Path, optim: str, strategy: str, n: int) -> list[str]:
+        return common(data, exp, n, 4, size + [f"model.optim.name={optim}", f"trainer.strategy={strategy}",
+                                                "trainer.devices=2", "exp_manager.checkpoint_every_n_steps=2",
+                                                "exp_manager.log_utterance_ids=false"])
+
+    for allocator in allocators:
+        env = {**ENV, **ALLOCATORS[allocator]}
+        tag = "default" if not ALLOCATORS[allocator] else "mmap"
+        for strategy in strategies:
+            for optim in ("adamw", "adamw8bit"):
+                name = f"{tag}_{strategy}_{optim}"
+                exp = root / name
+                shutil.rmtree(exp, ignore_errors=True)  # a fresh run, not a resumed one
+                stats = root / name
+                cmd = torchrun(2)[:-2] + [str(worker), rec, str(stats), *args_for(exp, optim, strategy, steps)]
+                try:
+                    run(cmd, root / f"{name}.log", env=env)
+                    ranks = [json.loads(Path(f"{stats}.rank{r}.json").read_text()) for r in (0, 1)]
+                    rows.append((allocator, strategy, optim, max(r["peak_rss_kb"] for r in ranks) / 1024,
+                                 max(r["train_end_peak_kb"] for r in ranks) / 1024,
+                                 max(r["peak_rss_kb"] - r["after_import_rss_kb"] for r in ranks) / 1024,
+                                 max(r["train_s"] for r in ranks), "ok"))
+                    if params is None:
+                        from myna.interop.nemo import load_nemo
+
+                        params = sum(p.numel() for p in load_nemo(next(exp.glob("*.nemo"))).parameters())
+                except subprocess.CalledProcessError:
+                    tail = (root / f"{name}.log").read_text().strip().splitlines()[-1:]
+                    rows.append((allocator, strategy, optim, float("nan"), float("nan"), float("nan"), float("nan"),
+                                 f"failed: {tail[0][:160] if tail else ''}"))
+    notes = []
+    for optim in ("adamw", "adamw8bit") if "fsdp" in strategies else ():
+        exp = root / f"{'default' if 'glibc default' in allocators else 'mmap'}_fsdp_{optim}"
+        last = exp / "checkpoints" / "last.ckpt"
+        if not last.is_dir():
+            continue
+        log = root / f"fsdp_{optim}_resumed.log"
+        try:  # the sharded checkpoint resumes for one more step; the .nemo is one file
+            run(torchrun(2)[:-2] + [str(worker), rec, str(root / f"fsdp_{optim}_resumed"),
+                                    *args_for(exp, optim, "fsdp", steps + 1), "+resume=true"], log)
+            resumed = [line for line in log.read_text().splitlines() if "resuming from" in line]
             from myna.interop.nemo import load_nemo
 
             nemo = next(exp.glob("*.nemo"))
-            model = load_nemo(nemo)
-            resume_note = (f"sharded checkpoint {exp / 'checkpoints' / 'last.ckpt'} (a folder: "
-                           f"{len(list((exp / 'checkpoints' / 'last.ckpt').iterdir()))} files) resumed to step "
-                           f"{steps + 1} ({resumed[0].strip()[:120] if resumed else 'no resume line'}); "
-                           f"{nemo.name} ({nemo.stat().st_size / 2**20:.1f} MiB) loads with "
-                           f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
+            n = sum(p.numel() for p in load_nemo(nemo).parameters())
+            notes.append(f"fsdp + {optim}: sharded checkpoint {last} ({len(list(last.iterdir()))} files: model "
+                         f"shards, meta.pt, optimizer.rank0/1.pt) resumed to step {steps + 1} "
+                         f"({resumed[0].split('] ')[-1].strip()[:100] if resumed else 'no resume line'}); "
+                         f"{nemo.name} ({nemo.stat().st_size / 2**20:.1f} MiB) loads with {n / 1e6:.1f}M parameters")
         except Exception as err:  # report, do not hide
-            resume_note = f"resume/export failed: {err}"
-    print(f"\nConformer-CTC, {layers} layers x d_model {d_model}, batch 4 per rank, {steps} steps, 2 ranks (torchrun, gloo)")
-    print("| strategy | optimizer | peak RSS per rank (MiB) | above the footprint after imports (MiB) | |")
-    print("| --- | --- | ---: | ---: | --- |")
+            notes.append(f"fsdp + {optim}: resume/export failed: {err}")
+    print(f"\nConformer-CTC, {layers} layers x d_model {d_model} ({(params or 0) / 1e6:.1f}M parameters), batch 4 per "
+          f"rank, {steps} steps with a checkpoint every 2, 2 ranks (torchrun, gloo, OMP_NUM_THREADS=1); the largest "
+          f"figure of the two ranks")
+    print("| allocator | strategy | optimizer | peak RSS per rank (MiB) | peak by the end of training, before the "
+          ".nemo export (MiB) | peak above the footprint after imports (MiB) | run (s) | |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]:.0f} | {r[3]:.0f} | {r[4]} |")
-    print(resume_note)
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.0f} | {r[4]:.0f} | {r[5]:.0f} | {r[6]:.0f} | {r[7]} |")
+    for note in notes:
+        print(f"- {note}")
 
 
 def main() -> None:
@@ -299,9 +329,11 @@ def main() -> None:
     parser.add_argument("what", choices=["equivalence", "kill", "fsdp", "all"])
     parser.add_argument("--work", default=str(REPO / "exp" / "bench_distributed"))
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--layers", type=int, default=16)
     parser.add_argument("--d-model", type=int, default=512)
     parser.add_argument("--strategies", default="ddp,fsdp", help="fsdp: which strategies to measure")
+    parser.add_argument("--allocators", default=",".join(ALLOCATORS),
+                        help=f"fsdp: under which allocator settings ({', '.join(ALLOCATORS)})")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -310,7 +342,8 @@ def main() -> None:
     if args.what in ("kill", "all"):
         kill(work)
     if args.what in ("fsdp", "all"):
-        fsdp(work, args.layers, args.d_model, strategies=tuple(args.strategies.split(",")))
+        fsdp(work, args.layers, args.d_model, strategies=tuple(args.strategies.split(",")),
+             allocators=tuple(args.allocators.split(",")))
 
 
 if __name__ == "__main__":

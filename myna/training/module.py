@@ -59,6 +59,7 @@ class ASRTask(L.LightningModule):
         self._val_refs: list[str] = []
         self._val_hyps: list[str] = []
         self._val_losses: list[float] = []
+        self._val_row_losses: list[tuple[str, float]] = []  # (utterance id, loss) on several ranks
         self._val_ids: list[str | None] = []
         self.examples_seen = {"real": 0, "synthetic": 0}
         # Bad audio and non-finite batches are skipped and counted; run.py registers its guard as a
@@ -118,12 +119,20 @@ class ASRTask(L.LightningModule):
         model = self.model
         features, lengths = model.featurize(batch["audio"], batch["audio_lengths"])
         encoded, encoded_lengths = model.encoder(features, lengths)
-        if self.compute_eval_loss:
-            loss = model.eval_loss(encoded, encoded_lengths, batch["tokens"], batch["token_lengths"])
-            self._val_losses.append(float(loss))
-        hyps = model.decode(encoded, encoded_lengths)
         tokens, token_lengths = batch["tokens"], batch["token_lengths"]
-        ids = batch.get("ids") or [None] * len(hyps)
+        ids = batch.get("ids") or [None] * encoded.shape[0]
+        if self.compute_eval_loss:
+            if self._world_size() > 1 and None not in ids:
+                # Ranks pad their shares with repeats of utterances (equal batch counts): one loss per
+                # utterance, so that each counts once in val_loss, as in the WER.
+                for b, utt in enumerate(ids):
+                    t, u = int(encoded_lengths[b]), int(token_lengths[b])
+                    row = model.eval_loss(encoded[b:b + 1, :t], encoded_lengths[b:b + 1], tokens[b:b + 1, :u],
+                                          token_lengths[b:b + 1])
+                    self._val_row_losses.append((utt, float(row)))
+            else:
+                self._val_losses.append(float(model.eval_loss(encoded, encoded_lengths, tokens, token_lengths)))
+        hyps = model.decode(encoded, encoded_lengths)
         for b, hyp in enumerate(hyps):
             self._val_refs.append(model.tokenizer.decode(tokens[b, : int(token_lengths[b])].tolist()))
             self._val_hyps.append(hyp.text or "")
@@ -135,14 +144,18 @@ class ASRTask(L.LightningModule):
             refs, hyps = _gather_transcripts(self._val_ids, refs, hyps)
         self._val_ids = []
         if not refs:
+            self._val_losses, self._val_row_losses = [], []
             return
         rates = error_rates(refs, hyps)
         self.log("val_wer", rates.wer, prog_bar=True)
         self.log("val_cer", rates.cer)
-        if self._val_losses:
+        if self._val_row_losses:  # several ranks: every rank's utterance losses, each utterance once
+            once = dict(row for rank_rows in _all_ranks(self._val_row_losses) for row in rank_rows)
+            self.log("val_loss", sum(once.values()) / len(once))
+        elif self._val_losses:
             self.log("val_loss", sum(self._val_losses) / len(self._val_losses),
                      sync_dist=self._world_size() > 1)
-        self._val_refs, self._val_hyps, self._val_losses = [], [], []
+        self._val_refs, self._val_hyps, self._val_losses, self._val_row_losses = [], [], [], []
 
     def configure_optimizers(self):
         return optimizer_and_schedule(self.model, self.optim_cfg, self.max_steps or self._planned_steps())
@@ -174,19 +187,23 @@ class ASRTask(L.LightningModule):
 def _gather_transcripts(ids: list, refs: list[str], hyps: list[str]) -> tuple[list[str], list[str]]:
     """Every rank's validation transcripts, each utterance once (ranks pad their shares with a few
     repeats to equal batch counts; the repeats carry the same id)."""
-    import torch.distributed as dist
-
-    mine = list(zip(ids, refs, hyps))
-    everyone: list = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, mine)
     seen, out_refs, out_hyps = set(), [], []
-    for utt, ref, hyp in (row for rank_rows in everyone for row in rank_rows):
+    for utt, ref, hyp in (row for rank_rows in _all_ranks(list(zip(ids, refs, hyps))) for row in rank_rows):
         if utt is not None and utt in seen:
             continue
         seen.add(utt)
         out_refs.append(ref)
         out_hyps.append(hyp)
     return out_refs, out_hyps
+
+
+def _all_ranks(mine: list) -> list[list]:
+    """Every rank's list of rows (picklable), in rank order (a collective: every rank calls it)."""
+    import torch.distributed as dist
+
+    everyone: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    return everyone
 
 
 def optimizer_and_schedule(model: torch.nn.Module, optim: Mapping[str, Any], max_steps: int):

@@ -179,3 +179,43 @@ def test_a_batch_another_rank_skips_gets_no_update_here_but_still_runs_a_backwar
     assert all(p.grad is None for p in params)
     assert all(torch.equal(a, p) for a, p in zip(before, params))
     assert not optimizer.state  # no moments were started either
+
+
+def test_val_loss_on_several_ranks_counts_each_utterance_once_not_the_padded_repeats(tokenizer, monkeypatch):
+    """Rank 1's share is padded with a repeat of rank 0's first utterance (equal batch counts): the
+    repeat counts once in val_loss, as in the WER; each utterance's loss is its own (batch of one)."""
+    import myna.training.module as module
+
+    class Ranks:
+        world_size = 2
+
+    texts = ["one two three", "four five", "six"]
+    whole = _batch(tokenizer, texts + ["seven"])
+    whole["audio_lengths"] = torch.tensor([8000, 6000, 7000, 5000])
+    rows = [{k: v[i:i + 1] for k, v in whole.items()} for i in range(3)]
+    share0 = {k: torch.cat([rows[0][k], rows[1][k]]) if k != "tokens" else whole["tokens"][:2] for k in rows[0]}
+    share1 = {k: torch.cat([rows[2][k], rows[0][k]]) if k != "tokens" else whole["tokens"][[2, 0]] for k in rows[0]}
+    share0["ids"], share1["ids"] = ["m:1", "m:2"], ["m:3", "m:1"]  # rank 1's second row repeats m:1
+    task = _task(tokenizer)
+    task.eval()
+    per_rank = []
+    for share in (share0, share1):
+        task._trainer = Ranks()
+        task._val_row_losses, task._val_refs, task._val_hyps, task._val_ids = [], [], [], []
+        with torch.no_grad():
+            task.validation_step(share, 0)
+        per_rank.append((list(task._val_row_losses), list(zip(task._val_ids, task._val_refs, task._val_hyps))))
+    monkeypatch.setattr(module, "_all_ranks", lambda mine: [r[0] if len(mine[0]) == 2 else r[1] for r in per_rank])
+    logged = _logged(task)
+    task._val_ids = ["m:3", "m:1"]
+    task.on_validation_epoch_end()
+    task._trainer = None  # one process, each utterance alone in its batch: the reference per-utterance losses
+    alone = []
+    for i in range(3):
+        task._val_losses = []
+        with torch.no_grad():
+            task.validation_step({k: v[i:i + 1] for k, v in whole.items()}, 0)
+        alone.append(task._val_losses[0])
+    assert logged["val_loss"] == pytest.approx(sum(alone) / 3, rel=1e-5)
+    with_repeat = (sum(alone) + alone[0]) / 4
+    assert abs(with_repeat - sum(alone) / 3) > 1e-4  # the repeat would have moved it
