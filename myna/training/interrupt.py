@@ -43,6 +43,7 @@ class CheckpointOnInterrupt(L.Callback):
         self.checkpoint = Path(checkpoint)
         self.received: str | None = None
         self.stopped_at: int | None = None
+        self._final_saved: int | None = None
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame) -> None:
@@ -61,6 +62,12 @@ class CheckpointOnInterrupt(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        if self.received is None and self.stopped_at is None and 0 < trainer.max_steps <= trainer.global_step:
+            # The final step's checkpoint is written here, where the loops' state is that of a step
+            # just done: written at train end instead (after Lightning closed the epoch), a run that
+            # ended on an epoch's last batch would resume one batch into the wrong epoch.
+            trainer.save_checkpoint(self.checkpoint)
+            self._final_saved = trainer.global_step
         if self.received is None or self.stopped_at is not None:
             return
         trainer.save_checkpoint(self.checkpoint)
@@ -76,7 +83,7 @@ class CheckpointOnInterrupt(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()
-        if self.stopped_at is None and trainer.global_step > 0:
+        if self.stopped_at is None and trainer.global_step > 0 and self._final_saved != trainer.global_step:
             # The final step is checkpointed too (whatever checkpoint_every_n_steps is), so a rerun
             # sees a completed run instead of retraining the steps after the last periodic checkpoint.
             trainer.save_checkpoint(self.checkpoint)

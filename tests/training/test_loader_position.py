@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from myna.data.factory import build_loader
+from myna.training.interrupt import CheckpointOnInterrupt
 from myna.training.loader_position import LoaderPosition
 
 
@@ -47,10 +48,11 @@ class StopAtStep(L.Callback):
             raise Stop
 
 
-def fit(section, ckpt_dir, max_steps, limit, stop_at=None, resume=False) -> list[list[str]]:
+def fit(section, ckpt_dir, max_steps, limit, stop_at=None, resume=False, every=1) -> list[list[str]]:
     loader = build_loader(section, None, train=True, seed=7, name="train_ds")
     model = Recorder()
-    callbacks = [LoaderPosition(), ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=1, save_last=True)]
+    callbacks = [LoaderPosition(), ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=every, save_last=True),
+                 CheckpointOnInterrupt(ckpt_dir / "last.ckpt")]  # as myna train: it writes the final step's
     if stop_at is not None:
         callbacks.append(StopAtStep(stop_at))
     trainer = L.Trainer(max_steps=max_steps, limit_train_batches=limit, callbacks=callbacks, logger=False,
@@ -72,6 +74,7 @@ CASES = {
     # name: (section keys, max_steps, limit_train_batches, step at which the run is stopped)
     "sized-mid-epoch": ({"batch_size": 3}, 8, 1.0, 3),
     "sized-limited-epoch-end": ({"batch_size": 3}, 7, 3, 3),
+    "sized-epoch-end": ({"batch_size": 3}, 8, 1.0, 5),  # 14 utterances: the checkpoint at the last of 5 batches
     "endless-lhotse-read-ahead": ({"use_lhotse": True, "batch_duration": 0.5, "batch_size": None, "seed": 2,
                                    "shuffle_buffer_size": 8}, 7, 1.0, 3),
     "endless-lhotse-mid-epoch": ({"use_lhotse": True, "batch_duration": 0.5, "batch_size": None, "seed": 2, "shuffle_buffer_size": 8}, 7, 3, 2),
@@ -89,3 +92,14 @@ def test_run_stopped_and_resumed_trains_on_the_same_batches(tmp_path, manifest, 
     assert len(before) == stop
     after = fit(section, tmp_path / "stopped", max_steps, limit, resume=True)
     assert before + after == expected
+
+
+def test_a_run_that_ended_on_an_epochs_last_batch_continues_with_the_next_epochs_batches(tmp_path, manifest):
+    """max_steps reached on the last of an epoch's 5 batches (14 utterances, batch 3), no periodic
+    checkpoint at that step; the run continued with a larger max_steps trains on what a run never
+    stopped trains on."""
+    section = {"manifest_filepath": manifest, "sample_rate": 8000, "shuffle": True, "batch_size": 3}
+    expected = fit(section, tmp_path / "whole", 8, 1.0, every=3)
+    before = fit(section, tmp_path / "stopped", 5, 1.0, every=3)
+    after = fit(section, tmp_path / "stopped", 8, 1.0, resume=True, every=3)
+    assert len(before) == 5 and before + after == expected
