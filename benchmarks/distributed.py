@@ -301,14 +301,14 @@ def fsdp(work: Path, layers: int, d_model: int, steps: int = 3, strategies: tupl
         try:  # the sharded checkpoint resumes for one more step; the .nemo is one file
             run(torchrun(2)[:-2] + [str(worker), rec, str(root / f"fsdp_{optim}_resumed"),
                                     *args_for(exp, optim, "fsdp", steps + 1), "+resume=true"], log)
-            resumed = [line for line in log.read_text().splitlines() if "resuming from" in line]
+            resumed = [line for line in log.read_text().splitlines() if "Restored all states" in line]
             from myna.interop.nemo import load_nemo
 
             nemo = next(exp.glob("*.nemo"))
             n = sum(p.numel() for p in load_nemo(nemo).parameters())
             notes.append(f"fsdp + {optim}: sharded checkpoint {last} ({len(list(last.iterdir()))} files: model "
                          f"shards, meta.pt, optimizer.rank0/1.pt) resumed to step {steps + 1} "
-                         f"({resumed[0].split('] ')[-1].strip()[:100] if resumed else 'no resume line'}); "
+                         f"({'restored from it' if resumed else 'NOT restored: no Restored line in ' + log.name}); "
                          f"{nemo.name} ({nemo.stat().st_size / 2**20:.1f} MiB) loads with {n / 1e6:.1f}M parameters")
         except Exception as err:  # report, do not hide
             notes.append(f"fsdp + {optim}: resume/export failed: {err}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -283,9 +284,43 @@ def gathered_model(trainer: Any, model: Any, rebuild: Any) -> Any:
         state = wrapped.state_dict()
     if not trainer.is_global_zero:
         return None
-    whole = rebuild()
     weights = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-    missing, unexpected = whole.load_state_dict(weights, strict=False)
+    del state
+    whole = _model_holding(weights, rebuild)
+    return whole
+
+
+def _model_holding(weights: dict, rebuild: Any) -> Any:
+    """``rebuild()``'s model with ``weights`` as its parameters and buffers: built with its
+    parameters on the meta device (buffers as usual, for those kept outside the state dict), then
+    given the gathered tensors themselves, so the weights are not held twice.
+
+    Raises:
+        RuntimeError: naming the keys, when ``weights`` does not fit the model.
+    """
+    with _parameters_on_meta():
+        whole = rebuild()
+    missing, unexpected = whole.load_state_dict(weights, strict=False, assign=True)
     if missing or unexpected:
         raise RuntimeError(f"gathering the FSDP shards: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return whole
+
+
+@contextmanager
+def _parameters_on_meta():
+    """Every parameter registered meanwhile is moved to the meta device at once (no data kept;
+    initialisers run on it as no-ops); buffers are created as usual."""
+    import torch
+
+    register = torch.nn.Module.register_parameter
+
+    def on_meta(module: Any, name: str, param: Any) -> None:
+        register(module, name, param)
+        if param is not None and not param.is_meta:
+            module._parameters[name] = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    torch.nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = register

@@ -116,3 +116,30 @@ def test_waiting_for_rank_0_fails_with_the_file_named(tmp_path):
         wait_for_file(tmp_path / "tokenizer.model", timeout_s=0.3, what="the tokenizer", poll_s=0.05)
     (tmp_path / "ready").write_text("")
     wait_for_file(tmp_path / "ready", timeout_s=0.1)
+
+
+def test_the_gathered_fsdp_weights_become_the_exported_model_without_a_second_copy(tmp_path):
+    """Rank 0's model for the .nemo is built on the meta device and takes the gathered tensors
+    themselves; buffers outside the state dict (the relative-position table) are built as usual."""
+    import torch
+
+    from myna.interop.adapter import build_model
+    from myna.text import train_sentencepiece
+    from myna.training.distributed import _model_holding
+
+    tok = train_sentencepiece(["one two three", "four five six"] * 20, tmp_path / "tok", vocab_size=16)
+    cfg = {"preprocessor": {"features": 16, "n_fft": 256, "window_size": 0.016, "window_stride": 0.01, "pad_to": 0},
+           "encoder": {"_target_": "ConformerEncoder", "feat_in": 16, "n_layers": 1, "d_model": 16, "n_heads": 2,
+                       "conv_kernel_size": 3},
+           "decoder": {"_target_": "ConvASRDecoder"}}
+    torch.manual_seed(0)
+    trained = build_model(cfg, tok).eval()
+    gathered = {k: v.clone() for k, v in trained.state_dict().items()}
+    model = _model_holding(gathered, lambda: build_model(cfg, tok)).eval()
+    assert all(p.data_ptr() == gathered[k].data_ptr() for k, p in model.state_dict().items() if p.numel())
+    assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
+    audio = torch.randn(1, 8000)
+    with torch.no_grad():
+        expected = trained.encoder(*trained.featurize(audio, torch.tensor([8000])))[0]
+        got = model.encoder(*model.featurize(audio, torch.tensor([8000])))[0]
+    assert torch.allclose(got, expected)
