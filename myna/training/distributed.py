@@ -217,7 +217,8 @@ def _fsdp_on_any_device() -> type:
                 raise ValueError(
                     f"{path}: written by {saved_ranks} FSDP ranks, this run has {self.world_size}; each rank's "
                     f"optimizer state is its own shard, so resume with {saved_ranks} processes (or start a new run "
-                    f"from the weights: init_from_pretrained_model={path})")
+                    f"from its weights: myna average EXP_DIR --steps N:N writes them as a .nemo for "
+                    f"init_from_nemo_model)")
             with _get_sharded_state_dict_context(self.model):
                 module_state = {"model": self.model.state_dict()}
                 _distributed_checkpoint_load(module_state, path)
