@@ -219,3 +219,10 @@ def test_fsdp_with_8bit_adamw_checkpoints_per_rank_and_resumes_the_same_curve(co
     reference, resumed = losses(whole), losses(cut)
     assert list(resumed) == list(range(steps))
     assert [resumed[s] for s in (6, 7)] == pytest.approx([reference[s] for s in (6, 7)], rel=1e-5, abs=0)
+    # one process cannot take over two ranks' optimizer shards: a one-line error, no traceback
+    one = [a for a in deterministic_overrides(corpus, cut, 4, steps=steps + 2) + extra if a != "trainer.devices=2"]
+    proc = subprocess.run([sys.executable, "-m", "myna.cli", "train", str(RECIPE), *one, "trainer.devices=1",
+                           "+resume=true"], capture_output=True, text=True, timeout=600, cwd=REPO,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "last.ckpt: written by 2 FSDP ranks, this run has 1" in proc.stderr
