@@ -156,17 +156,19 @@ class OnnxGraphs:
             raise ValueError(f"{directory}: no {META_FILE}; write the folder with `myna export-onnx`")
         self.meta = json.loads(meta_path.read_text())
         self.kind = self.meta["kind"]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
 
-        def session(name):
+        def session(name, intra_op_threads=int(threads)):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = intra_op_threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
             return ort.InferenceSession(str(Path(directory) / name), options, providers=["CPUExecutionProvider"])
 
         if self.kind == "transducer":
-            self._encoder, self._decoder, self._joiner = session("encoder.onnx"), session("decoder.onnx"), session(
-                "joiner.onnx")
+            self._encoder = session("encoder.onnx")
+            # The prediction-network and joiner graphs run once per search step on a few rows: a
+            # second thread only adds hand-offs (and, beside torch's own thread pool, contention).
+            self._decoder, self._joiner = session("decoder.onnx", 1), session("joiner.onnx", 1)
             self.prediction_net = _OrtPrediction(self._decoder, self.meta)
             self.joint = _OrtJoint(self._joiner, self.meta)
         else:
