@@ -5,8 +5,8 @@ every strategy of :func:`myna.decoding.decode` (it says how it decodes, like the
 and transcribes files, with the network parts run by the chosen backend:
 
 - ``"eager"``: the model's own PyTorch modules;
-- ``"compile"``: the encoder through ``torch.compile`` (the search loops stay in Python; the
-  first batch of each new shape pays the compilation);
+- ``"compile"``: the featurizer and the encoder through ``torch.compile`` with dynamic shapes
+  (the search loops stay in Python; the first batches pay the compilation);
 - ``"int8"``: a copy of the model whose ``nn.Linear`` layers and 1x1 convolutions are
   dynamically quantized to int8 (``torch.ao.quantization.quantize_dynamic``: int8 weights,
   activations quantized per batch); other convolutions and the LSTM stay float32. WER can move: measure it
@@ -15,7 +15,7 @@ and transcribes files, with the network parts run by the chosen backend:
   joiner as separate graphs for Transducers; one graph for CTC) run by onnxruntime, with the same
   greedy and beam searches as the other backends (optional extra ``myna[onnx]``).
 
-The featurizer (log-mel spectrogram) runs in PyTorch in every backend.
+The featurizer (log-mel spectrogram) runs in PyTorch in every backend (compiled in ``"compile"``).
 
 >>> fast = with_backend(myna.load("model.nemo"), "int8")
 >>> fast.transcribe(["a.wav"], strategy="beam", beam_size=4)
