@@ -383,8 +383,8 @@ def test_mostly_padded_batches_featurized_row_by_row_equal_the_batched_path(opti
 
     featurizer = _small(**options).eval()
     torch.manual_seed(0)
-    audio = torch.randn(4, 16000)
-    lengths = torch.tensor([16000, 3000, 1200, 5000])  # 60% padding: computed row by row
+    audio = torch.randn(4, 48000)
+    lengths = torch.tensor([48000, 9000, 3600, 15000])  # 60% padding, 1.8 s per row: computed row by row
     assert featurizer._row_by_row(lengths, audio.shape[1])
     by_row, by_row_lengths = featurizer(audio, lengths)
     monkeypatch.setattr(features_module, "ROW_BY_ROW_PADDING", 1.0)  # force the batched path
@@ -398,8 +398,10 @@ def test_mostly_padded_batches_featurized_row_by_row_equal_the_batched_path(opti
 
 def test_training_and_short_rows_keep_the_batched_path() -> None:
     featurizer = _small()
-    lengths = torch.tensor([16000, 1000])
-    assert not featurizer.train()._row_by_row(lengths, 16000)
-    assert featurizer.eval()._row_by_row(lengths, 16000)
-    assert not featurizer._row_by_row(torch.tensor([16000, 100]), 16000)  # a row shorter than one FFT
-    assert not featurizer._row_by_row(torch.tensor([16000, 15000]), 16000)  # little padding
+    lengths = torch.tensor([48000, 3000])
+    assert not featurizer.train()._row_by_row(lengths, 48000)
+    assert featurizer.eval()._row_by_row(lengths, 48000)
+    assert not featurizer._row_by_row(torch.tensor([48000, 100]), 48000)  # a row shorter than one FFT
+    assert not featurizer._row_by_row(torch.tensor([48000, 45000]), 48000)  # little padding
+    # 94% padding but 0.47 s per row (a short clip beside a 1-s one): one row's call costs more than it saves
+    assert not featurizer._row_by_row(torch.tensor([16000, 1000]), 16000)

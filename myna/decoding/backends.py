@@ -130,14 +130,18 @@ class LengthGroupedEncoder:
     (as after one call), and zeros past its group's width.
     """
 
-    def __init__(self, encoder, max_padding: float = 0.25):
+    def __init__(self, encoder, max_padding: float = 0.25, min_padding_frames: int = 100):
         self.encoder = encoder
         self.max_padding = max_padding
+        self.min_padding_frames = min_padding_frames
 
     def __call__(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, F) features, (B,) int64 lengths -> encoded (B, T', D), lengths (B,)."""
         batch, width = features.shape[:2]
-        if batch < 2 or 1.0 - float(lengths.sum()) / (batch * max(width, 1)) <= self.max_padding:
+        padding = batch * width - float(lengths.sum())
+        # Each group is one more encoder call: worth it when the batch is mostly padding and its
+        # rows carry enough padding each (short clips do not win back a call's fixed cost).
+        if batch < 2 or padding <= self.max_padding * batch * max(width, 1) or padding < self.min_padding_frames * batch:
             return self.encoder(features, lengths)
         order = lengths.argsort(descending=True).tolist()
         groups: list[list[int]] = []

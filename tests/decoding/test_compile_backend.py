@@ -45,8 +45,8 @@ def test_length_grouped_encoder_equals_one_call_on_valid_frames(nemo_fixtures, m
 
     model = myna.load(nemo_fixtures / f"{model_name}.nemo").eval()
     torch.manual_seed(0)
-    lengths = torch.tensor([160, 31, 150, 60, 33, 158, 0])  # 53% padding: four groups, one empty row
-    features = torch.randn(7, 160, model.preprocessor.output_dim)
+    lengths = torch.tensor([320, 62, 300, 120, 66, 316, 0])  # 47% padding, 151 frames per row: four groups
+    features = torch.randn(7, 320, model.preprocessor.output_dim)
     grouped = LengthGroupedEncoder(model.encoder)
     with torch.inference_mode():
         want, want_lengths = model.encoder(features, lengths)
@@ -54,4 +54,10 @@ def test_length_grouped_encoder_equals_one_call_on_valid_frames(nemo_fixtures, m
     assert got.shape == want.shape and torch.equal(got_lengths, want_lengths)
     for row, n in enumerate(want_lengths.tolist()):
         torch.testing.assert_close(got[row, :n], want[row, :n], atol=1e-4, rtol=1e-4)
-    assert torch.all(got[1, want.shape[1] // 2:] == 0)  # past its group's width (64 frames): zeros
+    assert torch.all(got[1, want.shape[1] // 2:] == 0)  # past its group's width (66 frames): zeros
+    # little padding per row (short clips): one call, as without grouping
+    short = torch.tensor([80, 20, 75, 30, 40, 78, 10])
+    with torch.inference_mode():
+        one, _ = model.encoder(features[:, :80], short)
+        same, _ = grouped(features[:, :80], short)
+    assert torch.equal(one, same)
