@@ -32,13 +32,12 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import REPO, conformer_transducer_config, make_batch  # noqa: E402
+from train_step import conformer_transducer_config, make_batch, run_worker, worker_env  # noqa: E402
 
 ROWS = {
     "baseline": {},
@@ -82,24 +81,14 @@ def rows_and_env(spec: str, known, threads: int) -> tuple[list[str], dict]:
     unknown = sorted(set(rows) - set(known))
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; choose from {list(known)}")
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return rows, env
+    return rows, worker_env(threads)
 
 
 def run_rows(script: str, rows: list[str], env: dict, options: list[str]) -> list[dict]:
     """Run ``script --worker ROW *options`` for each row in a fresh process; the JSON each prints
     last (failures are printed with the end of their stderr and left out)."""
-    results = []
-    for row in rows:
-        r = subprocess.run([sys.executable, script, "--worker", row, *options], env=env, capture_output=True, text=True)
-        if r.returncode != 0:
-            print(f"{row}: failed\n{r.stderr[-3000:]}", flush=True)
-            continue
-        result = json.loads(r.stdout.strip().splitlines()[-1])
-        print(f"{row}: {result}", flush=True)
-        results.append(result)
-    return results
+    results = [run_worker(row, [sys.executable, script, "--worker", row, *options], env) for row in rows]
+    return [r for r in results if r is not None]
 
 
 def _has_bitsandbytes() -> bool:

@@ -202,9 +202,27 @@ def _nemo_python() -> str | None:
     return None
 
 
+def worker_env(threads: int) -> dict:
+    """The environment of a per-row worker process: ``threads`` BLAS/OpenMP threads, this checkout
+    importable."""
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def run_worker(row: str, cmd: list[str], env: dict) -> dict | None:
+    """Run one row's worker ``cmd`` in a fresh process; the JSON it prints last (a failure is
+    printed with the end of its stderr, and gives None)."""
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"{row}: failed\n{r.stderr[-3000:]}", flush=True)
+        return None
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    print(f"{row}: {result}", flush=True)
+    return result
+
+
 def run_rows(rows, model_path: Path, inputs_path: Path, args) -> list[dict]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
-               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = worker_env(args.threads)
     results = []
     for row in rows:
         python = sys.executable
@@ -216,13 +234,9 @@ def run_rows(rows, model_path: Path, inputs_path: Path, args) -> list[dict]:
         cmd = [python, __file__, "--worker", row, "--model", str(model_path), "--inputs", str(inputs_path),
                "--warmup", str(args.warmup), "--steps", str(args.steps), "--threads", str(args.threads),
                "--device", args.device]
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if r.returncode != 0:
-            print(f"{row}: failed\n{r.stderr[-3000:]}", flush=True)
-            continue
-        result = json.loads(r.stdout.strip().splitlines()[-1])
-        print(f"{row}: {result}", flush=True)
-        results.append(result)
+        result = run_worker(row, cmd, env)
+        if result is not None:
+            results.append(result)
     return results
 
 
