@@ -30,7 +30,6 @@ section prints a table and the command behind each row. Threads: ``OMP_NUM_THREA
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -96,16 +95,18 @@ def common(data: dict, exp: Path, steps: int, batch: int, extra: list[str] = ())
 
 
 def losses(exp: Path) -> dict[int, float]:
-    out = {}
-    for path in sorted(exp.glob("logs/version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:])):
-        with path.open() as f:
-            out.update({int(r["step"]): float(r["train_loss"]) for r in csv.DictReader(f) if r.get("train_loss")})
-    return dict(sorted(out.items()))
+    """{step: train_loss} over the run's log versions (a resumed run's steps replace the earlier ones)."""
+    from myna.training.plots import read_metrics
+
+    versions = sorted(exp.glob("logs/version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
+    return dict(read_metrics(versions).get("train_loss", []))
 
 
 def seen(exp: Path) -> list[str]:
-    return [line for path in sorted((exp / "utterances").glob("epoch0_rank*.txt")) for line in
-            path.read_text().splitlines()]
+    """The utterance ids every rank trained on in epoch 0."""
+    from myna.training.utterance_log import read_utterance_log
+
+    return [i for ids in read_utterance_log(exp / "utterances", 0).values() for i in ids]
 
 
 def run(command: list[str], log: Path, env: dict | None = None, timeout: float = 1800) -> float:

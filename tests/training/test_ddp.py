@@ -9,7 +9,6 @@ multi-process checks CI runs. Longer ones (two torchrun "nodes", FSDP memory) ar
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -21,6 +20,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from myna.training.plots import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 12  # 1.5 epochs of 32 utterances at 8 per step
@@ -80,11 +81,8 @@ def run_myna(args: list[str], timeout: float = 900, launcher: list[str] | None =
 
 def losses(exp: Path) -> dict[int, float]:
     """{step: train_loss} over the run's log versions (a resumed run's steps replace the earlier ones)."""
-    out = {}
-    for path in sorted(exp.glob("logs/version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:])):
-        with path.open() as f:
-            out.update({int(r["step"]): float(r["train_loss"]) for r in csv.DictReader(f) if r.get("train_loss")})
-    return dict(sorted(out.items()))
+    versions = sorted(exp.glob("logs/version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
+    return dict(read_metrics(versions).get("train_loss", []))
 
 
 def seen(exp: Path, epoch: int = 0) -> dict[int, list[str]]:

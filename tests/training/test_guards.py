@@ -4,7 +4,6 @@ resumed logs the uninterrupted run's losses step for step."""
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 from pathlib import Path
@@ -18,6 +17,7 @@ from myna.cli import main
 from myna.config import load_config
 from myna.training import run as run_module
 from myna.training.guards import TrainingAborted, TrainingGuard, pop_guard_options
+from myna.training.plots import read_metrics
 from myna.training.state import StepSeeds, step_seed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,8 +39,7 @@ def _subset(dst: Path, n: int, nan: int = 0) -> Path:
 
 
 def _losses(metrics: Path) -> dict[int, float]:
-    with open(metrics, newline="") as handle:
-        return {int(r["step"]): float(r["train_loss"]) for r in csv.DictReader(handle) if r.get("train_loss")}
+    return dict(read_metrics(metrics)["train_loss"])
 
 
 def _train_args(tmp: Path, manifest: Path, steps: int, *extra: str) -> list[str]:
