@@ -55,7 +55,9 @@ class InferenceModel:
         self.model = model
         self._featurizer = model.featurize if featurizer is None else featurizer
         self.backend = backend
-        self.encoder = LengthGroupedEncoder(encoder)
+        # Groups of rows only for encoders whose rows do not see the batch's width (not wav2vec 2.0:
+        # its group norm takes statistics over all samples of a row, padding included).
+        self.encoder = LengthGroupedEncoder(encoder) if getattr(model.encoder, "rows_independent", False) else encoder
         self._prediction_net, self._joint = prediction_net, joint
         self._ctc_log_probs = ctc_log_probs
         self._keep = keep  # objects that must live as long as this one (a quantized copy, a temp dir)
@@ -123,8 +125,9 @@ class LengthGroupedEncoder:
     """An encoder call that, on a batch that is mostly padding, runs groups of rows of similar
     length, each cut to its own longest row, and lays the outputs out as one call would.
 
-    Every encoder here treats the rows of a batch independently (masked convolutions and
-    attention, batch norm with running statistics in inference), so only the padding work goes:
+    Only for encoders that treat the rows of a batch independently of its width (masked
+    convolutions and attention, batch norm with running statistics in inference; the encoder's
+    ``rows_independent``), so that only the padding work goes:
     FSDD digit strings in file order, batches of 32, are 59% padding. Valid output frames agree
     with the single call to float32 rounding; frames past a row's output length are not meaningful
     (as after one call), and zeros past its group's width.

@@ -94,6 +94,11 @@ class ConformerEncoder(nn.Module):
         explicit softmax(QK^T) path; the same numbers either way.
     """
 
+    # In inference a row's valid output frames do not depend on the batch's width (masked attention
+    # and convolutions; batch norm uses running statistics), so decoding.backends.LengthGroupedEncoder
+    # may run a mostly padded batch as groups of rows.
+    rows_independent = True
+
     def __init__(
         self,
         feat_in: int,

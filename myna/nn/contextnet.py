@@ -114,6 +114,10 @@ class ContextNetEncoder(nn.Module):
         self.output_dim = in_channels
         self.subsampling_factor = factor
         self.gradient_checkpointing = bool(gradient_checkpointing)
+        # Whether a row's valid output frames are independent of the batch's width in inference (see
+        # ConformerEncoder.rows_independent): group / instance / layer normalisation take statistics
+        # over time, padding included.
+        self.rows_independent = normalization_mode == "batch"
         self.apply(lambda m: init_weights(m, init_mode))
 
     @property

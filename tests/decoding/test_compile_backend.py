@@ -61,3 +61,38 @@ def test_length_grouped_encoder_equals_one_call_on_valid_frames(nemo_fixtures, m
         one, _ = model.encoder(features[:, :80], short)
         same, _ = grouped(features[:, :80], short)
     assert torch.equal(one, same)
+
+
+def test_only_width_independent_encoders_run_in_length_groups(nemo_fixtures, hf_w2v_fixtures):
+    """A wav2vec 2.0 encoder with group norm (statistics over all of a row's samples, padding
+    included) gives other outputs when cut into groups, so its backend runs the batch whole."""
+    from myna.decoding.backends import LengthGroupedEncoder
+
+    grouped = with_backend(myna.load(nemo_fixtures / "conformer_ctc_bpe.nemo"), "eager")
+    assert isinstance(grouped.encoder, LengthGroupedEncoder)
+    model = myna.load(hf_w2v_fixtures / "w2v2_ctc_group").eval()
+    assert not getattr(model.encoder, "rows_independent", False)
+    runner = with_backend(model, "eager")
+    assert not isinstance(runner.encoder, LengthGroupedEncoder)
+    rate = model.sample_rate
+    torch.manual_seed(0)
+    lengths = torch.tensor([3 * rate, rate, rate // 2, 3 * rate])
+    audio = 0.1 * torch.randn(4, 3 * rate)
+    audio[torch.arange(3 * rate)[None, :] >= lengths[:, None]] = 0.0
+    with torch.inference_mode():
+        features, feature_lengths = model.featurize(audio, lengths)
+        want, want_lengths = model.encoder(features, feature_lengths)
+        got, got_lengths = runner.encoder(features, feature_lengths)
+        cut, _ = LengthGroupedEncoder(model.encoder)(features, feature_lengths)
+    assert torch.equal(got, want) and torch.equal(got_lengths, want_lengths)
+    assert float((cut[2, : int(want_lengths[2])] - want[2, : int(want_lengths[2])]).abs().max()) > 1e-2
+
+
+def test_contextnet_rows_are_width_independent_with_batch_norm_only():
+    from myna.nn.contextnet import ContextNetBlockSpec, ContextNetEncoder
+
+    blocks = [ContextNetBlockSpec(out_channels=16, repeat=1, kernel_size=5, stride=1, dilation=1, dropout=0.0,
+                                  residual=False)]
+    assert ContextNetEncoder(feat_in=8, blocks=blocks).rows_independent
+    for mode in ("group", "instance", "layer"):
+        assert not ContextNetEncoder(feat_in=8, blocks=blocks, normalization_mode=mode).rows_independent
