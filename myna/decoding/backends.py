@@ -102,17 +102,12 @@ class InferenceModel:
                    sort_by_length: bool = True, **decode_options) -> list:
         """Texts (or hypotheses) for audio files / arrays / tensors, in input order (as ``model.transcribe``;
         ``sort_by_length`` batches them longest first)."""
-        from myna.models.base import Transcript, pad_batch, transcription_batches
+        from myna.models.base import Transcript, transcribe_inputs
 
-        items = [audio] if isinstance(audio, (str, os.PathLike)) or hasattr(audio, "shape") else list(audio)
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be >= 1")
         self.eval()
-        hyps: list = [None] * len(items)
-        for batch in transcription_batches(items, batch_size, sort_by_length):
-            padded, lengths = pad_batch([self.model._waveform(items[i], i) for i in batch])
-            for i, hyp in zip(batch, self.transcribe_batch(padded, lengths, strategy=strategy, **decode_options)):
-                hyps[i] = hyp
+        hyps = transcribe_inputs(audio, batch_size, sort_by_length, self.model._waveform,
+                                 lambda padded, lengths: self.transcribe_batch(padded, lengths, strategy=strategy,
+                                                                               **decode_options))
         if return_hypotheses:
             return hyps
         return [Transcript(h.text or "") for h in hyps]

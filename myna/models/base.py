@@ -13,7 +13,7 @@ hypotheses) out. ``transcribe_batch`` is the tensor entry point for a padded bat
 from __future__ import annotations
 
 import os
-from typing import Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 import torch
@@ -62,6 +62,25 @@ def transcription_batches(items: Sequence["AudioInput"], batch_size: int, sort_b
     if sort_by_length:
         order.sort(key=lambda i: -_input_seconds(items[i]))
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def transcribe_inputs(audio: "AudioInput | Sequence[AudioInput]", batch_size: int, sort_by_length: bool,
+                      waveform: Callable[[Any, int], torch.Tensor],
+                      transcribe_batch: Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]],
+                      verbose: bool = False) -> list[Hypothesis]:
+    """The loop of every ``transcribe``: the inputs (one or a list) batched by
+    :func:`transcription_batches`, each batch loaded with ``waveform(item, index)`` -> (L,),
+    padded to (B, L) with lengths (B,) and given to ``transcribe_batch``; hypotheses in input order."""
+    items = [audio] if isinstance(audio, (str, os.PathLike, np.ndarray, torch.Tensor)) else list(audio)
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1")
+    hyps: list[Hypothesis | None] = [None] * len(items)
+    batches = transcription_batches(items, batch_size, sort_by_length)
+    for batch in tqdm(batches, desc="transcribe", disable=not verbose, unit="batch"):
+        padded, lengths = pad_batch([waveform(items[i], i) for i in batch])
+        for i, hyp in zip(batch, transcribe_batch(padded, lengths)):
+            hyps[i] = hyp
+    return hyps
 
 
 def _input_seconds(item) -> float:
@@ -168,19 +187,13 @@ class SpeechModel(nn.Module):
             ValueError: an array or tensor that is not 1-D, or an audio file that cannot be read
                 (the message names it).
         """
-        items = [audio] if isinstance(audio, (str, os.PathLike, np.ndarray, torch.Tensor)) else list(audio)
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} must be >= 1")
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        hyps: list[Hypothesis | None] = [None] * len(items)
         try:
-            batches = transcription_batches(items, batch_size, sort_by_length)
-            for batch in tqdm(batches, desc="transcribe", disable=not verbose, unit="batch"):
-                padded, lengths = pad_batch([self._waveform(items[i], i) for i in batch])
-                for i, hyp in zip(batch, self.transcribe_batch(padded.to(device), lengths.to(device))):
-                    hyps[i] = hyp
+            hyps = transcribe_inputs(audio, batch_size, sort_by_length, self._waveform,
+                                     lambda padded, lengths: self.transcribe_batch(padded.to(device), lengths.to(device)),
+                                     verbose)
         finally:
             self.train(was_training)
         if timestamps:
