@@ -38,6 +38,7 @@ from myna.audio import AudioError
 from myna.data.loader import load_entry_audio
 from myna.data.manifest import read_manifest
 from myna.decoding import decode, resolve_strategy
+from myna.decoding.backends import inference_encoder
 from myna.metrics import ErrorRates, error_rates
 from myna.models.base import pad_batch
 from myna.text.normalize import ScoringNormalizer, describe_unknown, unknown_characters
@@ -119,6 +120,7 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output:
     skipped: dict[int, str] = {}
     # The bar only on a terminal: redirected, its carriage returns make one endless line.
     bar_off = not progress or not sys.stderr.isatty()
+    encoder = inference_encoder(model.encoder)  # a backend's encoder is already what inference runs
     for start in tqdm(range(0, len(order), batch_size), desc="evaluate", disable=bar_off, unit="batch"):
         chunk, waves = [], []
         for i in order[start:start + batch_size]:
@@ -135,7 +137,7 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 16, output:
         began = time.perf_counter()
         with torch.inference_mode():
             features, feature_lengths = model.featurize(audio, lengths)
-            encoded, encoded_lengths = model.encoder(features, feature_lengths)
+            encoded, encoded_lengths = encoder(features, feature_lengths)
             decoded = decode(model, encoded, encoded_lengths, strategy=strategy, beam_size=beam_size, lm=lm,
                              lm_weight=lm_weight, lm_unit=lm_unit, **decode_options)
         compute_seconds += time.perf_counter() - began

@@ -36,7 +36,7 @@ from torch import nn
 from myna.decoding import decode
 from myna.decoding.greedy import Hypothesis
 
-__all__ = ["BACKENDS", "InferenceModel", "LengthGroupedEncoder", "with_backend"]
+__all__ = ["BACKENDS", "InferenceModel", "LengthGroupedEncoder", "inference_encoder", "with_backend"]
 
 BACKENDS = ("eager", "compile", "int8", "onnx")
 
@@ -55,9 +55,7 @@ class InferenceModel:
         self.model = model
         self._featurizer = model.featurize if featurizer is None else featurizer
         self.backend = backend
-        # Groups of rows only for encoders whose rows do not see the batch's width (not wav2vec 2.0:
-        # its group norm takes statistics over all samples of a row, padding included).
-        self.encoder = LengthGroupedEncoder(encoder) if getattr(model.encoder, "rows_independent", False) else encoder
+        self.encoder = inference_encoder(model.encoder, encoder)
         self._prediction_net, self._joint = prediction_net, joint
         self._ctc_log_probs = ctc_log_probs
         self._keep = keep  # objects that must live as long as this one (a quantized copy, a temp dir)
@@ -114,6 +112,16 @@ class InferenceModel:
 
 
 _MIN_GROUP_FRAMES = 64
+
+
+def inference_encoder(module, call=None):
+    """The encoder call of inference: ``call`` (default: the encoder ``module`` itself) wrapped in a
+    :class:`LengthGroupedEncoder` when the module's rows do not see the batch's width
+    (``module.rows_independent``; not wav2vec 2.0, whose group norm takes statistics over all
+    samples of a row, padding included), else ``call`` unchanged. An already grouped call, or
+    anything without that attribute, comes back as it is."""
+    call = module if call is None else call
+    return LengthGroupedEncoder(call) if getattr(module, "rows_independent", False) else call
 
 
 class LengthGroupedEncoder:

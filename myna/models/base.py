@@ -157,8 +157,10 @@ class SpeechModel(nn.Module):
         Returns:
             B hypotheses (``text`` filled when the model has a tokenizer).
         """
+        from myna.decoding.backends import inference_encoder
+
         features, lengths = self.featurize(audio, audio_lengths)
-        encoded, encoded_lengths = self.encoder(features, lengths)
+        encoded, encoded_lengths = inference_encoder(self.encoder)(features, lengths)
         return self.decode(encoded, encoded_lengths)
 
     def transcribe(self, audio: AudioInput | Sequence[AudioInput], batch_size: int = 4,

@@ -96,3 +96,22 @@ def test_contextnet_rows_are_width_independent_with_batch_norm_only():
     assert ContextNetEncoder(feat_in=8, blocks=blocks).rows_independent
     for mode in ("group", "instance", "layer"):
         assert not ContextNetEncoder(feat_in=8, blocks=blocks, normalization_mode=mode).rows_independent
+
+
+def test_model_transcribe_runs_the_grouped_encoder_on_mostly_padded_batches(nemo_fixtures, monkeypatch):
+    from myna.decoding.backends import LengthGroupedEncoder
+
+    model = myna.load(nemo_fixtures / "conformer_ctc_bpe.nemo").eval()
+    rate = model.sample_rate
+    torch.manual_seed(0)
+    lengths = torch.tensor([4 * rate, rate // 2, rate // 3])  # 77% padding, ~3 s per row
+    audio = 0.1 * torch.randn(3, 4 * rate)
+    audio[torch.arange(4 * rate)[None, :] >= lengths[:, None]] = 0.0
+    calls = []
+    one_call = LengthGroupedEncoder.__call__
+    monkeypatch.setattr(LengthGroupedEncoder, "__call__", lambda self, *a: calls.append(1) or one_call(self, *a))
+    got = model.transcribe_batch(audio, lengths)
+    assert calls
+    with torch.inference_mode():
+        want = model.decode(*model.encoder(*model.featurize(audio, lengths)))
+    assert [h.tokens for h in got] == [h.tokens for h in want]
